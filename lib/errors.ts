@@ -61,7 +61,7 @@ export class CacheGraphError extends Error {
 }
 
 /**
- * An option failed validation. `option` is its dotted path (`autoSync.rules.0.seconds`).
+ * An option failed validation. `option` is its dotted path (`dependsOn.2`).
  *
  * @example
  * new CacheManager({ nmae: 'x' } as never); // InvalidOptionError: E_INVALID_OPTION, option 'nmae'

@@ -1,0 +1,455 @@
+/**
+ * `Cache<K, V>`: the synchronous, Map-like, in-memory view of one named cache, with TTL,
+ * an optional LRU bound, single-flight `getOrBuild` and change tracking. It never does I/O:
+ * the manager loads, saves and rebuilds it, always into this same object.
+ *
+ * @module
+ */
+import { ClosedError, UnserializableError } from './errors.js';
+import { EVENTS, type Emit } from './events.js';
+import type { LoadedContents } from './hooks.js';
+import { resolveEntryTtl, type Duration } from './options.js';
+import type { Codec } from './codec/types.js';
+import type { StoredEntry } from './store/types.js';
+import type { Clock } from './sync/clock.js';
+
+/**
+ * Options of a single `set()`.
+ *
+ * @example
+ * cache.set('session', token, { ttl: '15m' });
+ */
+export interface SetOptions {
+  /** Time-to-live of this entry (ms or `'10s'`), overriding the cache's default `ttl`. */
+  readonly ttl?: Duration;
+}
+
+/** Settings the manager gives a cache. Internal. */
+export interface CacheSettings {
+  readonly name: string;
+  readonly clock: Clock;
+  readonly emit: Emit;
+  /** The codec used to check keys and values at `set()`; `undefined` for non-persistent caches. */
+  readonly codec: Codec | undefined;
+  readonly maxEntries: number;
+  readonly ttlMs: number | undefined;
+}
+
+/** What a save takes from a cache: a consistent snapshot and the change state it covers. */
+export interface SaveTicket<K, V> {
+  /** Entries as of the start of the save, least recently used first. */
+  readonly entries: StoredEntry[];
+  /** Changes the save covers (returned to the cache if it fails). */
+  readonly changes: number;
+  /** Keys changed since the previous save. */
+  readonly dirtyKeys: ReadonlySet<K>;
+  /** Whether the cache was cleared since the previous save. */
+  readonly cleared: boolean;
+}
+
+/** Privileged operations only the manager performs. Reached through {@link cacheInternals}. */
+export interface CacheInternals<K, V> {
+  /** Swaps in new contents. `dirty`: they differ from the persisted copy. */
+  replace(contents: LoadedContents<K, V>, dirty: boolean): void;
+  /** Starts a save: snapshots contents and moves the change state into the ticket. */
+  beginSave(): SaveTicket<K, V>;
+  /** A save failed: its changes count as unsaved again. */
+  abortSave(ticket: SaveTicket<K, V>): void;
+  /** Disconnects the cache from its manager: later writes throw E_CLOSED. */
+  detach(): void;
+}
+
+let internalsOf: <K, V>(cache: Cache<K, V>) => CacheInternals<K, V>;
+
+/**
+ * Privileged access for the manager. Not exported from the package.
+ * @internal
+ */
+export function cacheInternals<K, V>(cache: Cache<K, V>): CacheInternals<K, V> {
+  return internalsOf(cache);
+}
+
+/**
+ * One named cache: a Map-like, synchronous store in memory. Get it from
+ * `manager.registerCache()` or `manager.getCache()`; it stays the same object across
+ * reload, invalidate and rebuild.
+ *
+ * - `get`/`set`/`has`/`delete`/`clear`/`size`/iteration behave as on a `Map`.
+ * - Entries may expire (`ttl`): expiry is an absolute time, kept across restarts; expired
+ *   entries are invisible and dropped when met.
+ * - With `maxEntries`, the least recently used entries are evicted (`get` counts as a use).
+ * - Every write is counted and its key remembered until the next successful save.
+ * - With a persistent cache, keys and values are checked against the codec at `set()`:
+ *   a value that cannot be saved is refused there, naming the key.
+ *
+ * @example
+ * const users = await manager.registerCache<string, { name: string }>('users');
+ * users.set('u1', { name: 'Ada' }, { ttl: '1h' });
+ * users.get('u1')?.name; // 'Ada'
+ * for (const [id, user] of users) console.log(id, user.name);
+ */
+export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
+  static {
+    internalsOf = <K, V>(cache: Cache<K, V>): CacheInternals<K, V> => cache.#internals;
+  }
+
+  /** The cache's name in its manager. */
+  readonly name: string;
+
+  #values = new Map<K, V>();
+  /** Expiry times of the entries that have one; empty for caches without TTLs (fast path). */
+  #expiry = new Map<K, number>();
+  #dirtyKeys = new Set<K>();
+  #cleared = false;
+  #changes = 0;
+  #pending = new Map<K, Promise<V>>();
+  #detached = false;
+  readonly #clock: Clock;
+  readonly #emit: Emit;
+  readonly #codec: Codec | undefined;
+  readonly #maxEntries: number;
+  readonly #ttlMs: number | undefined;
+  readonly #internals: CacheInternals<K, V>;
+
+  /** @internal Created by the manager; use `manager.registerCache()`. */
+  constructor(settings: CacheSettings) {
+    this.name = settings.name;
+    this.#clock = settings.clock;
+    this.#emit = settings.emit;
+    this.#codec = settings.codec;
+    this.#maxEntries = settings.maxEntries;
+    this.#ttlMs = settings.ttlMs;
+    this.#internals = {
+      replace: (contents, dirty) => this.#replace(contents, dirty),
+      beginSave: () => this.#beginSave(),
+      abortSave: (ticket) => this.#abortSave(ticket),
+      detach: () => {
+        this.#detached = true;
+      },
+    };
+  }
+
+  /** `'Cache'`, so `Object.prototype.toString` and inspectors name it. */
+  get [Symbol.toStringTag](): string {
+    return 'Cache';
+  }
+
+  /**
+   * Number of live entries (expired ones are dropped first).
+   *
+   * @example
+   * cache.set('a', 1); cache.size; // 1
+   */
+  get size(): number {
+    if (this.#expiry.size !== 0) this.purgeExpired();
+    return this.#values.size;
+  }
+
+  /**
+   * Writes made since the last successful save (each `set`, `delete` of a present key and
+   * `clear` counts once). A save started now would cover them.
+   *
+   * @example
+   * cache.set('a', 1); cache.pendingChanges; // 1
+   * await manager.save(cache.name); cache.pendingChanges; // 0
+   */
+  get pendingChanges(): number {
+    return this.#changes;
+  }
+
+  /** Most entries kept in memory (`Infinity` when unbounded). */
+  get maxEntries(): number {
+    return this.#maxEntries;
+  }
+
+  /**
+   * The value for `key`, or `undefined` when absent or expired. Marks the entry as recently
+   * used in a bounded cache.
+   *
+   * @example
+   * cache.get('u1');
+   */
+  get(key: K): V | undefined {
+    if (this.#expiry.size !== 0 && this.#expireIfDue(key)) return undefined;
+    if (this.#maxEntries !== Number.POSITIVE_INFINITY) return this.#touch(key);
+    return this.#values.get(key);
+  }
+
+  /**
+   * Like {@link Cache.get} but without marking the entry as used.
+   *
+   * @example
+   * cache.peek('u1');
+   */
+  peek(key: K): V | undefined {
+    if (this.#expiry.size !== 0 && this.#expireIfDue(key)) return undefined;
+    return this.#values.get(key);
+  }
+
+  /**
+   * Whether a live entry exists for `key` (does not mark it as used).
+   *
+   * @example
+   * cache.has('u1'); // true
+   */
+  has(key: K): boolean {
+    if (this.#expiry.size !== 0 && this.#expireIfDue(key)) return false;
+    return this.#values.has(key);
+  }
+
+  /**
+   * Stores `value` under `key`. Throws before changing anything if the cache's codec cannot
+   * encode them (E_UNSERIALIZABLE, naming the key), or if the cache was deregistered.
+   *
+   * @param options - `ttl` for this entry (defaults to the cache's `ttl`)
+   * @returns the cache, like `Map.prototype.set`
+   * @example
+   * cache.set('u1', alice).set('u2', bob, { ttl: '10m' });
+   */
+  set(key: K, value: V, options?: SetOptions): this {
+    if (this.#detached) throw new ClosedError(`cache ${JSON.stringify(this.name)}`);
+    const codec = this.#codec;
+    if (codec !== undefined && codec.check !== undefined) {
+      let problem = codec.check(key);
+      if (problem !== undefined) throw new UnserializableError(this.name, key, codec.name, '(key)', problem.reason);
+      problem = codec.check(value);
+      if (problem !== undefined) throw new UnserializableError(this.name, key, codec.name, problem.path, problem.reason);
+    }
+    const ttlMs = options?.ttl === undefined ? this.#ttlMs : resolveEntryTtl(this.name, options.ttl);
+    if (ttlMs !== undefined) this.#expiry.set(key, this.#clock.now() + ttlMs);
+    else if (this.#expiry.size !== 0) this.#expiry.delete(key);
+    if (this.#maxEntries === Number.POSITIVE_INFINITY) {
+      this.#values.set(key, value);
+    } else {
+      // Re-insert so the Map's order stays least-recently-used first.
+      this.#values.delete(key);
+      this.#values.set(key, value);
+      if (this.#values.size > this.#maxEntries) this.#evictOverflow();
+    }
+    this.#changes++;
+    this.#dirtyKeys.add(key);
+    return this;
+  }
+
+  /**
+   * Removes the entry for `key`; `true` if there was a live one.
+   *
+   * @example
+   * cache.delete('u1'); // true
+   */
+  delete(key: K): boolean {
+    if (this.#detached) throw new ClosedError(`cache ${JSON.stringify(this.name)}`);
+    // A build in flight for this key must not write its (now stale) result back.
+    this.#pending.delete(key);
+    const live = this.has(key);
+    if (this.#expiry.size !== 0) this.#expiry.delete(key);
+    if (!this.#values.delete(key)) return false;
+    this.#changes++;
+    this.#dirtyKeys.add(key);
+    return live;
+  }
+
+  /**
+   * Removes every entry.
+   *
+   * @example
+   * cache.clear(); cache.size; // 0
+   */
+  clear(): void {
+    if (this.#detached) throw new ClosedError(`cache ${JSON.stringify(this.name)}`);
+    this.#values.clear();
+    this.#expiry.clear();
+    this.#pending.clear();
+    this.#dirtyKeys.clear();
+    this.#cleared = true;
+    this.#changes++;
+  }
+
+  /**
+   * The absolute expiry time of `key`'s entry (ms since the epoch), or `undefined` if it
+   * has none or is absent.
+   *
+   * @example
+   * cache.set('k', 1, { ttl: 1_000 }); cache.expiresAt('k'); // Date.now() + 1000
+   */
+  expiresAt(key: K): number | undefined {
+    if (this.#expiry.size === 0 || this.#expireIfDue(key)) return undefined;
+    return this.#expiry.get(key);
+  }
+
+  /**
+   * Drops every expired entry now; returns how many. Reads drop them lazily anyway.
+   *
+   * @example
+   * cache.purgeExpired(); // 3
+   */
+  purgeExpired(): number {
+    if (this.#expiry.size === 0) return 0;
+    const now = this.#clock.now();
+    let removed = 0;
+    for (const [key, expiresAt] of this.#expiry) {
+      if (expiresAt <= now) {
+        this.#removeExpired(key);
+        removed++;
+      }
+    }
+    return removed;
+  }
+
+  /**
+   * The cached value for `key`, or the result of `build(key)` stored under it. Concurrent
+   * calls for one key share one `build` (single flight). A failing `build` stores nothing and
+   * rejects every waiter. A result is not stored if the key was deleted, or the cache
+   * cleared, reloaded or invalidated, while it was being built.
+   *
+   * @example
+   * const user = await users.getOrBuild('u3', async (id) => db.user(id), { ttl: '5m' });
+   */
+  async getOrBuild(key: K, build: (key: K) => V | Promise<V>, options?: SetOptions): Promise<V> {
+    if (this.has(key)) return this.get(key) as V;
+    if (this.#detached) throw new ClosedError(`cache ${JSON.stringify(this.name)}`);
+    const inFlight = this.#pending.get(key);
+    if (inFlight !== undefined) return inFlight;
+    // The flight compares itself with #pending: a delete/clear/replace meanwhile removes it.
+    const flight: Promise<V> = Promise.resolve().then(async () => {
+      try {
+        const value = await build(key);
+        if (this.#pending.get(key) === flight && !this.#detached) this.set(key, value, options);
+        return value;
+      } finally {
+        if (this.#pending.get(key) === flight) this.#pending.delete(key);
+      }
+    });
+    this.#pending.set(key, flight);
+    return flight;
+  }
+
+  /**
+   * Keys of live entries, least recently used (or first inserted) first.
+   *
+   * @example
+   * [...cache.keys()];
+   */
+  keys(): MapIterator<K> {
+    if (this.#expiry.size !== 0) this.purgeExpired();
+    return this.#values.keys();
+  }
+
+  /**
+   * Values of live entries.
+   *
+   * @example
+   * [...cache.values()];
+   */
+  values(): MapIterator<V> {
+    if (this.#expiry.size !== 0) this.purgeExpired();
+    return this.#values.values();
+  }
+
+  /**
+   * `[key, value]` pairs of live entries.
+   *
+   * @example
+   * new Map(cache.entries());
+   */
+  entries(): MapIterator<[K, V]> {
+    if (this.#expiry.size !== 0) this.purgeExpired();
+    return this.#values.entries();
+  }
+
+  /**
+   * Same as {@link Cache.entries}.
+   *
+   * @example
+   * for (const [key, value] of cache) {}
+   */
+  [Symbol.iterator](): MapIterator<[K, V]> {
+    return this.entries();
+  }
+
+  /**
+   * Calls `callback(value, key, cache)` for each live entry.
+   *
+   * @example
+   * cache.forEach((value, key) => console.log(key, value));
+   */
+  forEach(callback: (value: V, key: K, cache: this) => void, thisArg?: unknown): void {
+    for (const [key, value] of this.entries()) callback.call(thisArg, value, key, this);
+  }
+
+  /** True (and the entry dropped) if `key` has an expiry that has passed. */
+  #expireIfDue(key: K): boolean {
+    const expiresAt = this.#expiry.get(key);
+    if (expiresAt === undefined || expiresAt > this.#clock.now()) return false;
+    this.#removeExpired(key);
+    return true;
+  }
+
+  /** Expiry is not a change: the persisted copy carries the same expiry time. */
+  #removeExpired(key: K): void {
+    this.#expiry.delete(key);
+    this.#values.delete(key);
+    this.#emit(EVENTS.removed, { name: this.name, key, reason: 'expire' });
+  }
+
+  #touch(key: K): V | undefined {
+    const values = this.#values;
+    const value = values.get(key);
+    if (value === undefined && !values.has(key)) return undefined;
+    values.delete(key);
+    values.set(key, value as V);
+    return value;
+  }
+
+  #evictOverflow(): void {
+    // An eviction is not a change: it bounds memory, it does not mean "forget this".
+    while (this.#values.size > this.#maxEntries) {
+      const oldest = this.#values.keys().next();
+      if (oldest.done === true) return;
+      const key = oldest.value;
+      this.#values.delete(key);
+      this.#expiry.delete(key);
+      this.#emit(EVENTS.removed, { name: this.name, key, reason: 'evict' });
+    }
+  }
+
+  #replace(contents: LoadedContents<K, V>, dirty: boolean): void {
+    this.#values = contents.values;
+    this.#expiry = contents.expiry;
+    this.#pending.clear();
+    this.#dirtyKeys = new Set();
+    if (this.#values.size > this.#maxEntries) this.#evictOverflow();
+    // Contents that differ from the persisted copy must be written whole at the next save.
+    this.#cleared = dirty;
+    this.#changes = dirty ? Math.max(1, this.#values.size) : 0;
+    if (dirty) for (const key of this.#values.keys()) this.#dirtyKeys.add(key);
+  }
+
+  #beginSave(): SaveTicket<K, V> {
+    if (this.#expiry.size !== 0) this.purgeExpired();
+    const entries: StoredEntry[] = new Array(this.#values.size);
+    let i = 0;
+    if (this.#expiry.size === 0) {
+      for (const [key, value] of this.#values) entries[i++] = [key, value, 0];
+    } else {
+      for (const [key, value] of this.#values) entries[i++] = [key, value, this.#expiry.get(key) ?? 0];
+    }
+    const ticket: SaveTicket<K, V> = {
+      entries,
+      changes: this.#changes,
+      dirtyKeys: this.#dirtyKeys,
+      cleared: this.#cleared,
+    };
+    // Writes from here on belong to the next save.
+    this.#changes = 0;
+    this.#dirtyKeys = new Set();
+    this.#cleared = false;
+    return ticket;
+  }
+
+  #abortSave(ticket: SaveTicket<K, V>): void {
+    this.#changes += ticket.changes;
+    this.#cleared ||= ticket.cleared;
+    for (const key of ticket.dirtyKeys) this.#dirtyKeys.add(key);
+  }
+}

@@ -1,0 +1,350 @@
+/**
+ * The default codec: Node's structured serialization (`node:v8`), which keeps Map, Set,
+ * Date, RegExp, BigInt, typed arrays, Buffers, errors, `undefined`, `-0`, NaN, sparse arrays,
+ * shared references and cycles.
+ *
+ * `v8.serialize` has two failure modes, and {@link v8Codec.check} guards `cache.set()`
+ * against both:
+ * - it throws on functions, symbols, WeakMap, Promise, Proxy, host objects...: `check`
+ *   rejects them up front so the error names the key at `set()` instead of failing a save
+ *   later;
+ * - it *silently* degrades class instances to plain objects (prototype and methods gone),
+ *   user subclasses of Map/Set/Array/Error to the built-in class, and drops every Error
+ *   property except `message`, `stack` and `cause`. A cache that hands back a different
+ *   kind of object after a restart is a bug that shows up far from its cause, so `check`
+ *   rejects those too (`'class instance Foo'`).
+ *
+ * What `check` does not inspect, by design (it must stay cheap on every `set()`): symbol
+ * keys and non-enumerable properties (v8 drops them, as `structuredClone` does), extra
+ * non-index properties of arrays shorter than 65 536 elements, and own properties added to
+ * Map, Set, Date, typed arrays and boxed primitives (v8 drops them). `arguments` objects
+ * pass `check` but fail at save time, where the save names the key.
+ *
+ * Path syntax of a {@link CodecProblem}: `''` for the value itself, `.name` for a property
+ * (`["weird key"]` when the key is not an identifier), `[3]` for an array index,
+ * `<key #2>` / `<value #2>` for the key / value of the Map entry at insertion index 2,
+ * `<member #2>` for a Set member, `.cause` for an Error's cause.
+ *
+ * @module
+ */
+
+import v8 from 'node:v8';
+import { types } from 'node:util';
+import type { Codec, CodecProblem } from './types.js';
+
+/**
+ * Deepest nesting `check` accepts. v8's serializer and deserializer are recursive: a chain
+ * of about 2 000 nested objects already overflows the stack in `deserialize` (measured on
+ * Node 20), so the limit leaves room for the frames of whoever calls the codec. Failing
+ * at `set()` beats writing a file that can never be read back.
+ */
+export const MAX_NESTING = 1000;
+
+/** Arrays longer than this are walked with `for...in`, which skips holes (see below). */
+const DENSE_WALK_LIMIT = 65_536;
+
+// How `check` treats an object, looked up by its prototype: one Map lookup classifies
+// every built-in v8 restores faithfully. Anything not in this table is rejected.
+const PLAIN = 0;
+const ARRAY = 1;
+const MAP = 2;
+const SET = 3;
+const ERROR = 4;
+const LEAF = 5; // restored as is and holds nothing `check` must look into
+const BINARY = 6; // ArrayBuffer or a view of one: a leaf, unless its buffer was detached
+
+type Kind = typeof PLAIN | typeof ARRAY | typeof MAP | typeof SET | typeof ERROR | typeof LEAF | typeof BINARY;
+
+const TYPED_ARRAY_PROTOTYPES: readonly object[] = [
+  Int8Array.prototype,
+  Uint8Array.prototype,
+  Uint8ClampedArray.prototype,
+  Int16Array.prototype,
+  Uint16Array.prototype,
+  Int32Array.prototype,
+  Uint32Array.prototype,
+  Float32Array.prototype,
+  Float64Array.prototype,
+  BigInt64Array.prototype,
+  BigUint64Array.prototype,
+];
+
+const KIND_BY_PROTOTYPE = new Map<object | null, Kind>([
+  [Object.prototype, PLAIN],
+  [null, PLAIN],
+  [Array.prototype, ARRAY],
+  [Map.prototype, MAP],
+  [Set.prototype, SET],
+  // Only the error classes v8 recreates by name; a user subclass comes back as its
+  // built-in base class, and AggregateError as a plain Error without `errors`.
+  [Error.prototype, ERROR],
+  [EvalError.prototype, ERROR],
+  [RangeError.prototype, ERROR],
+  [ReferenceError.prototype, ERROR],
+  [SyntaxError.prototype, ERROR],
+  [TypeError.prototype, ERROR],
+  [URIError.prototype, ERROR],
+  [Date.prototype, LEAF],
+  [RegExp.prototype, LEAF],
+  [ArrayBuffer.prototype, BINARY],
+  [DataView.prototype, BINARY],
+  // Node's serializer tags Buffers, so they come back as Buffers (verified in spec/codec.spec.ts).
+  [Buffer.prototype, BINARY],
+  [Boolean.prototype, LEAF],
+  [Number.prototype, LEAF],
+  [String.prototype, LEAF],
+  [BigInt.prototype, LEAF],
+  ...TYPED_ARRAY_PROTOTYPES.map((proto): [object, Kind] => [proto, BINARY]),
+]);
+
+/** Built-ins v8 refuses or mangles, with the reason to report. */
+const REJECTED_BUILTINS = new Map<object, string>([
+  [WeakMap.prototype, 'WeakMap'],
+  [WeakSet.prototype, 'WeakSet'],
+  [WeakRef.prototype, 'WeakRef'],
+  [FinalizationRegistry.prototype, 'FinalizationRegistry'],
+  [Promise.prototype, 'Promise'],
+  [SharedArrayBuffer.prototype, 'SharedArrayBuffer'],
+  [Symbol.prototype, 'symbol'],
+  [AggregateError.prototype, 'AggregateError (v8 restores it as a plain Error without its errors)'],
+]);
+
+/** Error properties v8 keeps; any other own enumerable property would be lost. */
+const KEPT_ERROR_PROPERTIES = new Set(['message', 'stack', 'cause']);
+
+const IDENTIFIER = /^[A-Za-z_$][\w$]*$/;
+
+/**
+ * Path segment for property `key`: `.name`, or `["key"]` when `key` is not an identifier.
+ *
+ * @example
+ * propertySegment('a'); // '.a'
+ * propertySegment('weird key'); // '["weird key"]'
+ */
+export function propertySegment(key: string): string {
+  return IDENTIFIER.test(key) ? `.${key}` : `[${JSON.stringify(key)}]`;
+}
+
+/** Longest path reported in full; a path through 1 000 nested objects is not a message. */
+const MAX_PATH_LENGTH = 200;
+
+/**
+ * Shortens a problem path for reporting, keeping its end (where the culprit is).
+ *
+ * @example
+ * shortenPath('.a'.repeat(500)).length; // 200
+ */
+export function shortenPath(path: string): string {
+  return path.length <= MAX_PATH_LENGTH ? path : `…${path.slice(path.length - MAX_PATH_LENGTH + 1)}`;
+}
+
+/**
+ * Why an object with this prototype is not restored as itself: the class name when there
+ * is one, because that is what the user will recognise.
+ */
+function describePrototype(proto: object): string {
+  const known = REJECTED_BUILTINS.get(proto);
+  if (known !== undefined) return known;
+  const ctor: unknown = Object.getOwnPropertyDescriptor(proto, 'constructor')?.value;
+  const name = typeof ctor === 'function' ? ctor.name : '';
+  return name === ''
+    ? 'object with a custom prototype (v8 would restore it as a plain object)'
+    : `class instance ${name} (v8 would restore it as a plain object without its class)`;
+}
+
+/** Reason a primitive cannot be encoded, or `undefined` when it can. */
+function primitiveProblem(value: unknown): string | undefined {
+  const type = typeof value;
+  if (type === 'function') return 'function';
+  if (type === 'symbol') return 'symbol';
+  return undefined;
+}
+
+/**
+ * Whether an ArrayBuffer (or the buffer under a view) was detached by a transfer: v8
+ * refuses to serialize it. Node 20 has no `ArrayBuffer.prototype.detached`, and a detached
+ * buffer has length 0, so only empty buffers pay for the probe.
+ */
+function isDetached(value: object): boolean {
+  const buffer: ArrayBufferLike = ArrayBuffer.isView(value) ? value.buffer : (value as ArrayBuffer);
+  if (buffer.byteLength !== 0 || !types.isArrayBuffer(buffer)) return false;
+  try {
+    buffer.slice(0);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+/**
+ * The structural walk behind `check`: iterative (a deep value must not overflow the stack
+ * of the caller), with a `seen` set so cycles and shared references are visited once.
+ *
+ * It runs twice only when something is wrong: the first pass (`tracked = false`) builds no
+ * path strings and no closures, so a good value costs one visit per object; the second
+ * pass visits in the same order, builds paths, and stops at the same culprit.
+ */
+function walk(root: object, tracked: boolean): CodecProblem | undefined {
+  // Parallel stacks rather than one stack of frame objects: no allocation per visit.
+  const values: object[] = [root];
+  const depths: number[] = [1];
+  const paths: string[] = [''];
+  const seen = new Set<object>();
+  let path = '';
+  let depth = 1;
+  // Where the child being looked at lives; only computed by the tracked pass.
+  let at = '';
+
+  // Primitives are checked in place and never touch the stacks; objects are pushed.
+  // Returns the reason a primitive child cannot be encoded.
+  const visit = (child: unknown): string | undefined => {
+    if (typeof child === 'object' && child !== null) {
+      values.push(child);
+      depths.push(depth + 1);
+      if (tracked) paths.push(at);
+      return undefined;
+    }
+    return primitiveProblem(child);
+  };
+
+  try {
+    while (values.length > 0) {
+      const value = values.pop() as object;
+      depth = depths.pop() as number;
+      if (tracked) path = paths.pop() as string;
+      at = '';
+      if (seen.has(value)) continue;
+      seen.add(value);
+      if (depth > MAX_NESTING) {
+        return { path, reason: `nested more than ${MAX_NESTING} levels deep (v8 would overflow the stack decoding it)` };
+      }
+      // Before anything reads it: a Proxy runs traps on every read, and v8 refuses it.
+      if (types.isProxy(value)) return { path, reason: 'Proxy' };
+      const proto = Object.getPrototypeOf(value) as object | null;
+      let reason: string | undefined;
+      switch (KIND_BY_PROTOTYPE.get(proto)) {
+        case PLAIN: {
+          const record = value as Record<string, unknown>;
+          // for...in rather than Object.keys: no key array per object. Plain and
+          // null-prototype objects have no inherited enumerable keys (barring pollution
+          // of Object.prototype, which v8 would skip and this walk would over-check).
+          for (const key in record) {
+            if (tracked) at = path + propertySegment(key);
+            reason = visit(record[key]);
+            if (reason !== undefined) return { path: at, reason };
+          }
+          break;
+        }
+        case ARRAY: {
+          const array = value as unknown[];
+          if (array.length <= DENSE_WALK_LIMIT) {
+            for (let i = 0; i < array.length; i++) {
+              if (tracked) at = `${path}[${i}]`;
+              reason = visit(array[i]);
+              if (reason !== undefined) return { path: at, reason };
+            }
+          } else {
+            // A huge, possibly sparse (`a[1e9] = 1`) array: visit the elements that exist,
+            // as v8 does, rather than loop over a billion holes.
+            const record = array as unknown as Record<string, unknown>;
+            for (const key in record) {
+              if (tracked) at = path + (/^(0|[1-9]\d*)$/.test(key) ? `[${key}]` : propertySegment(key));
+              reason = visit(record[key]);
+              if (reason !== undefined) return { path: at, reason };
+            }
+          }
+          break;
+        }
+        case MAP: {
+          let i = 0;
+          for (const [key, entry] of value as Map<unknown, unknown>) {
+            if (tracked) at = `${path}<key #${i}>`;
+            reason = visit(key);
+            if (reason !== undefined) return { path: at, reason };
+            if (tracked) at = `${path}<value #${i}>`;
+            reason = visit(entry);
+            if (reason !== undefined) return { path: at, reason };
+            i++;
+          }
+          break;
+        }
+        case SET: {
+          let i = 0;
+          for (const member of value as Set<unknown>) {
+            if (tracked) at = `${path}<member #${i}>`;
+            reason = visit(member);
+            if (reason !== undefined) return { path: at, reason };
+            i++;
+          }
+          break;
+        }
+        case ERROR: {
+          const error = value as Error & Record<string, unknown>;
+          for (const key in error) {
+            if (!KEPT_ERROR_PROPERTIES.has(key)) {
+              return {
+                path: tracked ? path + propertySegment(key) : '',
+                reason: 'Error property (v8 keeps only message, stack and cause)',
+              };
+            }
+          }
+          if (Object.hasOwn(error, 'cause')) {
+            if (tracked) at = `${path}.cause`;
+            reason = visit(error.cause);
+            if (reason !== undefined) return { path: at, reason };
+          }
+          break;
+        }
+        case LEAF:
+          break;
+        case BINARY:
+          if (isDetached(value)) return { path, reason: 'detached ArrayBuffer' };
+          break;
+        default:
+          return { path, reason: describePrototype(proto as object) };
+      }
+    }
+  } catch (error) {
+    // A getter threw while being read; v8 would throw the same way at save time.
+    const message = error instanceof Error ? error.message : String(error);
+    return { path: at === '' ? path : at, reason: `reading it threw: ${message}` };
+  }
+  return undefined;
+}
+
+/**
+ * Whether `value` can be encoded by {@link v8Codec} and read back as the same kind of
+ * value; the first problem found otherwise.
+ *
+ * @example
+ * checkV8(new Map([[1, new Date()]])); // undefined
+ * checkV8({ a: [1, () => 1] }); // { path: '.a[1]', reason: 'function' }
+ */
+export function checkV8(value: unknown): CodecProblem | undefined {
+  // The fast path for what most caches hold: no allocation, no call.
+  if (typeof value !== 'object' || value === null) {
+    const reason = primitiveProblem(value);
+    return reason === undefined ? undefined : { path: '', reason };
+  }
+  if (walk(value, false) === undefined) return undefined;
+  const problem = walk(value, true);
+  return problem === undefined ? undefined : { path: shortenPath(problem.path), reason: problem.reason };
+}
+
+/**
+ * The `v8` codec: `node:v8` structured serialization. The default.
+ *
+ * @example
+ * const bytes = v8Codec.encode(new Map([['a', 1n]]));
+ * v8Codec.decode(bytes); // Map(1) { 'a' => 1n }
+ */
+export const v8Codec: Codec = Object.freeze({
+  name: 'v8',
+  encode(value: unknown): Uint8Array {
+    return v8.serialize(value);
+  },
+  decode(bytes: Uint8Array): unknown {
+    return v8.deserialize(bytes);
+  },
+  check: checkV8,
+});

@@ -1,0 +1,175 @@
+/**
+ * Every event a {@link CacheManager} emits, with its payload type. Event names appear as
+ * string literals nowhere else: code emits through {@link EVENTS}.
+ *
+ * Events report what happened; they never shape an operation (that is what hooks do).
+ * The manager uses eventemitter3, which, unlike Node's emitter, never throws for an
+ * `error` event without a listener: background failures cannot crash the process.
+ *
+ * @module
+ */
+
+/** Why an operation touched a cache: it was named, or it is downstream of the one named. */
+export type CascadeCause = 'direct' | 'dependency';
+
+/** Where a cache's contents came from. */
+export type ContentsSource = 'store' | 'loader' | 'builder' | 'contents';
+
+/** Why a save ran. */
+export type SaveReason = 'manual' | 'deregister' | 'close';
+
+/** Why an entry left memory without `delete()` or `clear()` being called for it. */
+export type RemovalReason = 'evict' | 'expire';
+
+/** Payload of `cache:registered`. */
+export interface CacheRegisteredEvent {
+  /** The cache. */
+  readonly name: string;
+  /** Where its first contents came from. */
+  readonly source: ContentsSource;
+  /** Entries in memory once registered. */
+  readonly entries: number;
+}
+
+/** Payload of `cache:loaded`: valid contents were loaded (on register or reload). */
+export interface CacheLoadedEvent {
+  /** The cache. */
+  readonly name: string;
+  /** `'store'` for the default loader, `'loader'` for a custom one. */
+  readonly source: 'store' | 'loader';
+  /** Entries loaded (expired ones are not counted: they are dropped). */
+  readonly entries: number;
+  /** Time spent loading and validating, ms. */
+  readonly ms: number;
+}
+
+/** Payload of `cache:rejected`: loaded contents were refused, so the builder runs. */
+export interface CacheRejectedEvent {
+  /** The cache. */
+  readonly name: string;
+  /** `'invalid'`: the validator returned false; `'validator-error'`: it threw; `'corrupt'`: the copy was damaged and quarantined. */
+  readonly reason: 'invalid' | 'validator-error' | 'corrupt';
+  /** What the validator threw, or the corruption error. */
+  readonly error?: unknown;
+  /** Where a damaged copy was moved (`reason: 'corrupt'`). */
+  readonly quarantinedTo?: string;
+}
+
+/** Payload of `cache:built`. */
+export interface CacheBuiltEvent {
+  /** The cache. */
+  readonly name: string;
+  /** Entries the builder produced. */
+  readonly entries: number;
+  /** Time the builder took, ms. */
+  readonly ms: number;
+}
+
+/** Payload of `cache:invalidated`: emitted once per affected cache, upstream first. */
+export interface CacheInvalidatedEvent {
+  /** The invalidated cache. */
+  readonly name: string;
+  /** `'direct'` for the cache named in the call, `'dependency'` for those downstream. */
+  readonly cause: CascadeCause;
+  /** The cache named in the call that started the cascade. */
+  readonly source: string;
+}
+
+/** Payload of `cache:saved-deleted`: a persisted copy was removed (`deleteSaved`). */
+export interface CacheSavedDeletedEvent {
+  /** The cache. */
+  readonly name: string;
+  /** `'direct'` or `'dependency'`. */
+  readonly cause: CascadeCause;
+  /** The cache named in the call. */
+  readonly source: string;
+}
+
+/** Payload of `cache:deregistered`. */
+export interface CacheDeregisteredEvent {
+  /** The cache. */
+  readonly name: string;
+}
+
+/** Payload of `cache:removed`: an entry left memory by LRU eviction or expiry. */
+export interface CacheRemovedEvent {
+  /** The cache. */
+  readonly name: string;
+  /** The entry's key. */
+  readonly key: unknown;
+  /** `'evict'` (over `maxEntries`) or `'expire'` (TTL passed). */
+  readonly reason: RemovalReason;
+}
+
+/** Payload of `sync:start`. */
+export interface SyncStartEvent {
+  /** The cache. */
+  readonly name: string;
+  /** Why it is saved. */
+  readonly reason: SaveReason;
+}
+
+/** Payload of `sync:done`. */
+export interface SyncDoneEvent {
+  /** The cache. */
+  readonly name: string;
+  /** Why it was saved. */
+  readonly reason: SaveReason;
+  /** Entries written. */
+  readonly entries: number;
+  /** Bytes written (`0` when a custom saver did the writing). */
+  readonly bytes: number;
+  /** Duration, ms. */
+  readonly ms: number;
+}
+
+/** Payload of `sync:error`. The cache keeps its changes. */
+export interface SyncErrorEvent {
+  /** The cache. */
+  readonly name: string;
+  /** Why it was being saved. */
+  readonly reason: SaveReason;
+  /** What failed. */
+  readonly error: unknown;
+}
+
+/**
+ * The event map: event name → listener signature. `manager.on(name, listener)` is typed by it.
+ *
+ * @example
+ * manager.on('cache:invalidated', (e) => console.log(e.name, e.cause, e.source));
+ */
+export interface CacheManagerEvents {
+  'cache:registered': (event: CacheRegisteredEvent) => void;
+  'cache:loaded': (event: CacheLoadedEvent) => void;
+  'cache:rejected': (event: CacheRejectedEvent) => void;
+  'cache:built': (event: CacheBuiltEvent) => void;
+  'cache:invalidated': (event: CacheInvalidatedEvent) => void;
+  'cache:saved-deleted': (event: CacheSavedDeletedEvent) => void;
+  'cache:deregistered': (event: CacheDeregisteredEvent) => void;
+  'cache:removed': (event: CacheRemovedEvent) => void;
+  'sync:start': (event: SyncStartEvent) => void;
+  'sync:done': (event: SyncDoneEvent) => void;
+  'sync:error': (event: SyncErrorEvent) => void;
+}
+
+/** A name of {@link CacheManagerEvents}. */
+export type CacheManagerEventName = keyof CacheManagerEvents;
+
+/** The event names, for emitting without string literals scattered through the code. */
+export const EVENTS = Object.freeze({
+  registered: 'cache:registered',
+  loaded: 'cache:loaded',
+  rejected: 'cache:rejected',
+  built: 'cache:built',
+  invalidated: 'cache:invalidated',
+  savedDeleted: 'cache:saved-deleted',
+  deregistered: 'cache:deregistered',
+  removed: 'cache:removed',
+  syncStart: 'sync:start',
+  syncDone: 'sync:done',
+  syncError: 'sync:error',
+} as const satisfies Record<string, CacheManagerEventName>);
+
+/** The narrow emit function a {@link Cache} is given, so it does not hold the manager. */
+export type Emit = <E extends CacheManagerEventName>(event: E, payload: Parameters<CacheManagerEvents[E]>[0]) => void;

@@ -1,0 +1,47 @@
+/**
+ * cachegraph: a dependency-aware cache manager for Node.js.
+ *
+ * @example
+ * import { CacheManager } from 'cachegraph';
+ * const manager = new CacheManager({ name: 'app', dir: './.cache' });
+ * const users = await manager.registerCache<string, { name: string }>('users');
+ *
+ * @module
+ */
+export { CacheManager, getCacheManager } from './manager.js';
+export type { CascadeOptions } from './manager.js';
+export { Cache } from './cache.js';
+export type { SetOptions } from './cache.js';
+export { DependencyGraph } from './graph.js';
+export { FileStore } from './store/file.js';
+export type { FileStoreOptions } from './store/file.js';
+export { MemoryStore } from './store/memory.js';
+export type { CacheStore, StoreContext, StoredEntry, StoredSnapshot, SaveResult } from './store/types.js';
+export { v8Codec, jsonCodec } from './codec/index.js';
+export type { Codec, CodecName, CodecProblem } from './codec/types.js';
+export { parseDuration, validateCacheName } from './options.js';
+export type { CacheManagerOptions, CacheOptions, Duration } from './options.js';
+export type { CacheHooks, Contents, HookContext } from './hooks.js';
+export { systemClock, systemTimers } from './sync/clock.js';
+export type { Clock, TimerProvider } from './sync/clock.js';
+export { EVENTS } from './events.js';
+export type * from './events.js';
+export {
+  CacheGraphError,
+  InvalidOptionError,
+  InvalidNameError,
+  InvalidContentsError,
+  ManagerConflictError,
+  UnknownCacheError,
+  CacheExistsError,
+  DependencyCycleError,
+  HookError,
+  HookTimeoutError,
+  UnserializableError,
+  CorruptFileError,
+  UnsupportedFormatError,
+  StoreIOError,
+  SaveFailedError,
+  ClosedError,
+} from './errors.js';
+export type { ErrorCode, HookName } from './errors.js';

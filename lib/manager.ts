@@ -1,0 +1,722 @@
+/**
+ * `CacheManager`: the registry of named caches and the orchestrator of their operations
+ * (load, validate, build, save, delete, invalidate, reload) and of cascades along the
+ * dependency graph. It stores nothing itself: caches hold the data, the store persists it,
+ * the codec encodes it, hooks shape it.
+ *
+ * @module
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { EventEmitter } from 'eventemitter3';
+import { Cache, cacheInternals, type CacheInternals } from './cache.js';
+import { resolveCodec } from './codec/index.js';
+import type { Codec } from './codec/types.js';
+import {
+  CacheExistsError,
+  ClosedError,
+  CorruptFileError,
+  InvalidOptionError,
+  ManagerConflictError,
+  SaveFailedError,
+  UnknownCacheError,
+  type HookName,
+} from './errors.js';
+import { EVENTS, type CacheManagerEvents, type CascadeCause, type ContentsSource, type SaveReason } from './events.js';
+import { DependencyGraph } from './graph.js';
+import {
+  loadFromStore,
+  normalizeContents,
+  runHook,
+  type HookContext,
+  type HookRunOptions,
+  type LoadedContents,
+  type MaybePromise,
+} from './hooks.js';
+import {
+  resolveCacheOptions,
+  resolveManagerOptions,
+  validateCacheName,
+  type CacheManagerOptions,
+  type CacheOptions,
+  type ResolvedCacheOptions,
+  type ResolvedManagerOptions,
+} from './options.js';
+import { FileStore } from './store/file.js';
+import type { CacheStore, StoreContext } from './store/types.js';
+import { systemClock, systemTimers, type Clock, type TimerProvider } from './sync/clock.js';
+
+/**
+ * Options of the operations that can follow dependency links.
+ *
+ * @example
+ * await manager.invalidate('users', { cascade: false }); // only 'users'
+ */
+export interface CascadeOptions {
+  /**
+   * Also apply the operation to every cache downstream of the named one, in topological
+   * order. @default true for `invalidate` and `deleteSaved`; false for `save` and `reload`
+   */
+  readonly cascade?: boolean;
+}
+
+interface Registration<K = unknown, V = unknown> {
+  readonly name: string;
+  readonly options: ResolvedCacheOptions<K, V>;
+  readonly cache: Cache<K, V>;
+  readonly internals: CacheInternals<K, V>;
+}
+
+const emptyContents = <K, V>(): LoadedContents<K, V> => ({ values: new Map<K, V>(), expiry: new Map<K, number>() });
+
+/**
+ * A registry of named caches, their dependency graph and their persistence.
+ *
+ * The manager is the event emitter (`manager.on('cache:invalidated', ...)`, see
+ * {@link CacheManagerEvents}). Operations on one cache run one at a time; a cascade takes
+ * its caches one by one in topological order.
+ *
+ * @example
+ * const manager = new CacheManager({ name: 'app', dir: './.cache' });
+ * const users = await manager.registerCache<string, User>('users');
+ * const stats = await manager.registerCache('stats', {
+ *   dependsOn: ['users'],
+ *   builder: ({ manager }) => [['count', manager.getCache('users').size]],
+ * });
+ * users.set('u1', alice);
+ * await manager.invalidate('users'); // empties and rebuilds users, then stats
+ * await manager.close();             // saves what changed
+ */
+export class CacheManager extends EventEmitter<CacheManagerEvents> implements AsyncDisposable {
+  /** The manager's name. */
+  readonly name: string;
+
+  readonly #options: ResolvedManagerOptions;
+  readonly #store: CacheStore;
+  readonly #ownsStore: boolean;
+  readonly #codec: Codec;
+  readonly #clock: Clock;
+  readonly #timers: TimerProvider;
+  readonly #storeContext: StoreContext;
+  readonly #graph = new DependencyGraph();
+  readonly #caches = new Map<string, Registration>();
+  readonly #registering = new Set<string>();
+  /** Tail of each cache's operation queue. */
+  readonly #locks = new Map<string, Promise<void>>();
+  /** Names whose lock the current async context holds, so hooks can re-enter. */
+  readonly #held = new AsyncLocalStorage<ReadonlySet<string>>();
+  readonly #inFlight = new Set<Promise<unknown>>();
+  readonly #closeController = new AbortController();
+  readonly #hookOptions: HookRunOptions;
+  #closing: Promise<void> | undefined;
+
+  /**
+   * @param options - validated with zod; an unknown or invalid option throws
+   *   `E_INVALID_OPTION` naming it
+   * @example
+   * const manager = new CacheManager({ name: 'app', dir: './.cache', onCorrupt: 'quarantine' });
+   */
+  constructor(options: CacheManagerOptions = {}) {
+    super();
+    this.#options = resolveManagerOptions(options);
+    this.name = this.#options.name;
+    this.#codec = resolveCodec(this.#options.codec);
+    this.#clock = this.#options.clock ?? systemClock;
+    this.#timers = this.#options.timers ?? systemTimers;
+    this.#ownsStore = this.#options.store === undefined;
+    this.#store = this.#options.store ?? new FileStore({ dir: this.#options.dir });
+    this.#storeContext = Object.freeze({ codec: this.#codec, clock: this.#clock });
+    this.#hookOptions = Object.freeze({
+      timeoutMs: this.#options.hookTimeoutMs,
+      timers: this.#timers,
+      parentSignal: this.#closeController.signal,
+    });
+  }
+
+  /**
+   * The store caches are persisted in.
+   *
+   * @example
+   * manager.store.locate('users'); // '/tmp/cachegraph/app/users.cgc'
+   */
+  get store(): CacheStore {
+    return this.#store;
+  }
+
+  /** The codec values are encoded with. */
+  get codec(): Codec {
+    return this.#codec;
+  }
+
+  /** Whether `close()` was called. */
+  get closed(): boolean {
+    return this.#closing !== undefined;
+  }
+
+  /**
+   * Registers a cache and fills it: from `contents` if given; else from the loader (default:
+   * the store's persisted copy), if the validator accepts it; else from the builder (default:
+   * empty). Resolves once it is ready.
+   *
+   * @throws InvalidOptionError, InvalidNameError, CacheExistsError, DependencyCycleError,
+   *   HookError, CorruptFileError (unless `onCorrupt: 'quarantine'`), ClosedError
+   * @example
+   * const tiles = await manager.registerCache<string, Uint8Array>('tiles', { maxEntries: 10_000, ttl: '1d' });
+   */
+  async registerCache<K = unknown, V = unknown>(name: string, options: CacheOptions<K, V> = {}): Promise<Cache<K, V>> {
+    this.#assertOpen();
+    validateCacheName(name);
+    const resolved = resolveCacheOptions<K, V>(name, options);
+    if (this.#caches.has(name) || this.#registering.has(name)) throw new CacheExistsError(name);
+    const added = this.#link(resolved.dependsOn.map((parent) => [parent, name] as const));
+    this.#registering.add(name);
+    try {
+      return await this.#track(
+        this.#withLock(name, async () => {
+          const usesStoreCodec = resolved.persistent && resolved.hooks.saver === undefined;
+          const cache = new Cache<K, V>({
+            name,
+            clock: this.#clock,
+            emit: (event, payload) => this.emit(event, payload as never),
+            codec: usesStoreCodec ? this.#codec : undefined,
+            maxEntries: resolved.maxEntries,
+            ttlMs: resolved.ttlMs,
+          });
+          const reg: Registration<K, V> = { name, options: resolved, cache, internals: cacheInternals(cache) };
+          let source: ContentsSource;
+          if (resolved.contents !== undefined) {
+            reg.internals.replace(normalizeContents(name, 'contents', resolved.contents, resolved.ttlMs, this.#clock), true);
+            source = 'contents';
+          } else {
+            source = await this.#fill(reg);
+          }
+          this.#caches.set(name, reg as Registration);
+          this.emit(EVENTS.registered, { name, source, entries: cache.size });
+          return cache;
+        }),
+      );
+    } catch (err) {
+      for (const [parent, dependent] of added) this.#graph.removeDependency(parent, dependent);
+      throw err;
+    } finally {
+      this.#registering.delete(name);
+    }
+  }
+
+  /**
+   * The registered cache `name`. Never creates one.
+   *
+   * @throws UnknownCacheError (E_UNKNOWN_CACHE)
+   * @example
+   * const users = manager.getCache<string, User>('users');
+   */
+  getCache<K = unknown, V = unknown>(name: string): Cache<K, V> {
+    return this.#registration<K, V>(name).cache;
+  }
+
+  /**
+   * Whether a cache named `name` is registered (and ready).
+   *
+   * @example
+   * manager.hasCache('users'); // true
+   */
+  hasCache(name: string): boolean {
+    return this.#caches.has(name);
+  }
+
+  /**
+   * Names of the registered caches, in registration order.
+   *
+   * @example
+   * manager.cacheNames(); // ['users', 'stats']
+   */
+  cacheNames(): string[] {
+    return [...this.#caches.keys()];
+  }
+
+  /**
+   * Declares that `dependent` depends on `parent` (CacheMan's spelling of `dependsOn`).
+   * Either may be unregistered yet; the link binds when they register.
+   *
+   * @throws DependencyCycleError (E_DEPENDENCY_CYCLE, with `cyclePath`), InvalidNameError
+   * @example
+   * manager.registerDependentCache('users', 'audit'); // invalidating users invalidates audit
+   */
+  registerDependentCache(parent: string, dependent: string): void {
+    this.#assertOpen();
+    validateCacheName(parent);
+    validateCacheName(dependent);
+    this.#link([[parent, dependent]]);
+  }
+
+  /**
+   * Removes a dependency link; `true` if it existed.
+   *
+   * @example
+   * manager.removeDependency('users', 'audit');
+   */
+  removeDependency(parent: string, dependent: string): boolean {
+    return this.#graph.removeDependency(parent, dependent);
+  }
+
+  /**
+   * Every cache downstream of `name` (registered or not), transitively, in topological
+   * order: each after all of its upstreams.
+   *
+   * @example
+   * manager.dependentsOf('users'); // ['stats', 'audit', 'report']
+   */
+  dependentsOf(name: string): string[] {
+    return this.#graph.dependentsOf(name);
+  }
+
+  /**
+   * Every cache upstream of `name`, transitively, roots first.
+   *
+   * @example
+   * manager.dependenciesOf('report'); // ['users', 'stats']
+   */
+  dependenciesOf(name: string): string[] {
+    return this.#graph.upstreamOf(name);
+  }
+
+  /**
+   * Empties `name`, deletes its persisted copy and rebuilds it; with `cascade` (default),
+   * then does the same to every downstream cache, upstreams first, each once. All affected
+   * caches are emptied before the first rebuild, so no reader sees a derived cache that is
+   * older than its sources. Emits one `cache:invalidated` per cache.
+   *
+   * Downstream caches that are not registered have their store copy deleted, so stale
+   * derived data cannot come back when they register.
+   *
+   * If a deleter or builder fails, the remaining caches are still emptied and deleted but
+   * not rebuilt, and the first error is thrown.
+   *
+   * @example
+   * await manager.invalidate('users');                    // users, then every dependent
+   * await manager.invalidate('users', { cascade: false }); // users only
+   */
+  async invalidate(name: string, options: CascadeOptions = {}): Promise<void> {
+    this.#assertOpen();
+    this.#registration(name);
+    const names = this.#affected(name, options.cascade ?? true);
+    await this.#track(this.#invalidateNames(names, (n) => (n === name ? 'direct' : 'dependency'), () => name));
+  }
+
+  /**
+   * Reverts `name` to its persisted copy (through the loader and validator; the builder if
+   * nothing valid is saved), dropping unsaved changes. With `cascade`, reloads downstream
+   * caches too. On failure the cache keeps its current contents.
+   *
+   * @example
+   * users.set('tmp', 1); await manager.reload('users'); users.has('tmp'); // false
+   */
+  async reload(name: string, options: CascadeOptions = {}): Promise<void> {
+    this.#assertOpen();
+    this.#registration(name);
+    await this.#track(this.#reloadNames(this.#affected(name, options.cascade ?? false)));
+  }
+
+  /**
+   * Persists `name` now, through its saver (default: the store), whether or not it changed.
+   * Writes made while the save runs count toward the next one. A non-persistent cache saves
+   * nothing. With `cascade`, saves downstream caches too.
+   *
+   * @throws the saver's error (HookError) or the store's (StoreIOError, UnserializableError);
+   *   the cache keeps its changes
+   * @example
+   * await manager.save('users');
+   */
+  async save(name: string, options: CascadeOptions = {}): Promise<void> {
+    this.#assertOpen();
+    this.#registration(name);
+    const names = this.#affected(name, options.cascade ?? false);
+    await this.#track(
+      (async () => {
+        for (const n of names) {
+          const reg = this.#caches.get(n);
+          if (reg !== undefined) await this.#save(reg, 'manual');
+        }
+      })(),
+    );
+  }
+
+  /**
+   * Removes `name`'s persisted copy through its deleter (default: the store) and keeps the
+   * memory contents; they are saved again only after a new change. With `cascade`
+   * (default), removes the copies of downstream caches too.
+   *
+   * @example
+   * await manager.deleteSaved('users'); users.size; // unchanged
+   */
+  async deleteSaved(name: string, options: CascadeOptions = {}): Promise<void> {
+    this.#assertOpen();
+    this.#registration(name);
+    const names = this.#affected(name, options.cascade ?? true);
+    await this.#track(
+      (async () => {
+        for (const n of names) {
+          const cause: CascadeCause = n === name ? 'direct' : 'dependency';
+          await this.#withLock(n, () => this.#deletePersisted(n));
+          this.emit(EVENTS.savedDeleted, { name: n, cause, source: name });
+        }
+      })(),
+    );
+  }
+
+  /**
+   * Saves `name` if it has unsaved changes, then forgets it. Its dependency links stay
+   * declared; registering it again loads the saved copy. The old `Cache` object refuses
+   * writes afterwards (E_CLOSED).
+   *
+   * @throws the save's error; the cache then stays registered
+   * @example
+   * await manager.deregister('users');
+   * const again = await manager.registerCache('users'); // reloaded from disk
+   */
+  async deregister(name: string): Promise<void> {
+    this.#assertOpen();
+    const reg = this.#registration(name);
+    await this.#track(
+      this.#withLock(name, async () => {
+        if (this.#caches.get(name) !== reg) return;
+        if (reg.options.persistent && reg.cache.pendingChanges > 0) await this.#save(reg, 'deregister');
+        reg.internals.detach();
+        this.#caches.delete(name);
+        this.emit(EVENTS.deregistered, { name });
+      }),
+    );
+  }
+
+  /**
+   * Saves every registered persistent cache. Every save is attempted even if some fail.
+   *
+   * @throws SaveFailedError (E_SAVE_FAILED) listing the caches whose save failed
+   * @example
+   * await manager.saveAll();
+   */
+  async saveAll(): Promise<void> {
+    this.#assertOpen();
+    await this.#track(this.#saveEach([...this.#caches.values()], 'manual'));
+  }
+
+  /**
+   * Reloads every registered cache, upstreams first.
+   *
+   * @example
+   * await manager.reloadAll();
+   */
+  async reloadAll(): Promise<void> {
+    this.#assertOpen();
+    // closure() orders through links to unregistered caches too (a -> ghost -> b).
+    await this.#track(this.#reloadNames(this.#graph.closure(this.#caches.keys()).filter((n) => this.#caches.has(n))));
+  }
+
+  /**
+   * Invalidates every registered cache (and the store copies of their unregistered
+   * dependents), each once, upstreams first. Every event has `cause: 'direct'`.
+   *
+   * @example
+   * await manager.invalidateAll();
+   */
+  async invalidateAll(): Promise<void> {
+    this.#assertOpen();
+    const names = this.#graph.closure(this.#caches.keys());
+    await this.#track(this.#invalidateNames(names, () => 'direct', (n) => n));
+  }
+
+  /**
+   * Waits for running operations, saves every cache with unsaved changes, closes the store
+   * it created, and refuses further calls. Idempotent: later calls return the same promise.
+   *
+   * @throws SaveFailedError if a final save failed (the others were still attempted)
+   * @example
+   * await manager.close();
+   * // or: await using manager = new CacheManager();
+   */
+  close(): Promise<void> {
+    if (this.#closing !== undefined) return this.#closing;
+    this.#closing = (async () => {
+      await Promise.allSettled([...this.#inFlight]);
+      const dirty = [...this.#caches.values()].filter((reg) => reg.options.persistent && reg.cache.pendingChanges > 0);
+      let failure: unknown;
+      try {
+        await this.#saveEach(dirty, 'close');
+      } catch (err) {
+        failure = err;
+      }
+      for (const reg of this.#caches.values()) reg.internals.detach();
+      this.#closeController.abort(new ClosedError(`cache manager ${JSON.stringify(this.name)}`));
+      if (this.#ownsStore) await this.#store.close();
+      forgetManager(this);
+      if (failure !== undefined) throw failure;
+    })();
+    return this.#closing;
+  }
+
+  /** Same as {@link CacheManager.close}, for `await using`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  #assertOpen(): void {
+    if (this.#closing !== undefined) throw new ClosedError(`cache manager ${JSON.stringify(this.name)}`);
+  }
+
+  #registration<K, V>(name: string): Registration<K, V> {
+    const reg = this.#caches.get(name);
+    if (reg === undefined) throw new UnknownCacheError(name);
+    return reg as Registration<K, V>;
+  }
+
+  #affected(name: string, cascade: boolean): string[] {
+    return cascade ? [name, ...this.#graph.dependentsOf(name)] : [name];
+  }
+
+  /** Adds links all-or-nothing; returns the ones that were new (to undo them on failure). */
+  #link(links: readonly (readonly [string, string])[]): Array<readonly [string, string]> {
+    const added: Array<readonly [string, string]> = [];
+    try {
+      for (const [parent, dependent] of links) {
+        validateCacheName(parent);
+        if (this.#graph.addDependency(parent, dependent)) added.push([parent, dependent]);
+      }
+    } catch (err) {
+      for (const [parent, dependent] of added) this.#graph.removeDependency(parent, dependent);
+      throw err;
+    }
+    return added;
+  }
+
+  #track<T>(work: Promise<T>): Promise<T> {
+    this.#inFlight.add(work);
+    const done = (): void => {
+      this.#inFlight.delete(work);
+    };
+    work.then(done, done);
+    return work;
+  }
+
+  /**
+   * Runs `fn` after every earlier operation on `name` has finished. Re-entrant: a hook
+   * running under the lock may call operations on its own cache without deadlocking.
+   */
+  async #withLock<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    const held = this.#held.getStore();
+    if (held?.has(name)) return fn();
+    const previous = this.#locks.get(name);
+    let release!: () => void;
+    const tail = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    this.#locks.set(name, tail);
+    try {
+      if (previous !== undefined) await previous;
+      return await this.#held.run(new Set(held).add(name), fn);
+    } finally {
+      release();
+      if (this.#locks.get(name) === tail) this.#locks.delete(name);
+    }
+  }
+
+  #context(name: string, signal: AbortSignal): HookContext {
+    return { name, manager: this, signal };
+  }
+
+  #hook<T>(hook: HookName, name: string, call: (ctx: HookContext) => MaybePromise<T>): Promise<T> {
+    return runHook(hook, name, this.#hookOptions, (signal) => call(this.#context(name, signal)));
+  }
+
+  /** Loads (loader or store), validates, else builds; puts the result into the cache. */
+  async #fill<K, V>(reg: Registration<K, V>): Promise<ContentsSource> {
+    const { name, options } = reg;
+    const started = performance.now();
+    let loaded: LoadedContents<K, V> | undefined;
+    let hadCopy = false;
+    const source = options.hooks.loader !== undefined ? 'loader' : 'store';
+    if (options.hooks.loader !== undefined) {
+      const loader = options.hooks.loader;
+      const raw = await this.#hook('loader', name, (ctx) => loader(ctx));
+      if (raw !== undefined) loaded = normalizeContents<K, V>(name, 'loader', raw, options.ttlMs, this.#clock);
+    } else if (options.persistent) {
+      loaded = await this.#loadFromStore<K, V>(name);
+      hadCopy = loaded !== undefined;
+    }
+    if (loaded !== undefined && (await this.#accepts(reg, loaded))) {
+      reg.internals.replace(loaded, false);
+      this.emit(EVENTS.loaded, { name, source, entries: loaded.values.size, ms: performance.now() - started });
+      return source;
+    }
+    await this.#build(reg, hadCopy);
+    return 'builder';
+  }
+
+  async #loadFromStore<K, V>(name: string): Promise<LoadedContents<K, V> | undefined> {
+    try {
+      return await loadFromStore<K, V>(this.#store, name, this.#storeContext);
+    } catch (err) {
+      if (!(err instanceof CorruptFileError) || this.#options.onCorrupt !== 'quarantine') throw err;
+      const moved = await this.#store.quarantine(name, this.#storeContext);
+      this.emit(EVENTS.rejected, { name, reason: 'corrupt', error: err, ...(moved === undefined ? {} : { quarantinedTo: moved }) });
+      return undefined;
+    }
+  }
+
+  async #accepts<K, V>(reg: Registration<K, V>, loaded: LoadedContents<K, V>): Promise<boolean> {
+    const validator = reg.options.hooks.validator;
+    if (validator === undefined) return true;
+    try {
+      if (await this.#hook('validator', reg.name, (ctx) => validator(loaded.values, ctx))) return true;
+      this.emit(EVENTS.rejected, { name: reg.name, reason: 'invalid' });
+    } catch (err) {
+      // A validator that throws is a validator that says no.
+      this.emit(EVENTS.rejected, { name: reg.name, reason: 'validator-error', error: err });
+    }
+    return false;
+  }
+
+  /** Runs the builder (default: empty) and puts its result into the cache. */
+  async #build<K, V>(reg: Registration<K, V>, replacesCopy: boolean): Promise<void> {
+    const { name, options } = reg;
+    const started = performance.now();
+    const builder = options.hooks.builder;
+    let built: LoadedContents<K, V>;
+    if (builder === undefined) built = emptyContents();
+    else {
+      const raw = await this.#hook('builder', name, (ctx) => builder(ctx));
+      built = normalizeContents<K, V>(name, 'builder', raw, options.ttlMs, this.#clock);
+    }
+    // Built contents are unsaved, unless there is nothing to save and nothing to replace.
+    reg.internals.replace(built, options.persistent && (built.values.size > 0 || replacesCopy));
+    this.emit(EVENTS.built, { name, entries: built.values.size, ms: performance.now() - started });
+  }
+
+  async #deletePersisted(name: string): Promise<void> {
+    const reg = this.#caches.get(name);
+    if (reg === undefined) {
+      await this.#store.delete(name);
+      return;
+    }
+    if (!reg.options.persistent) return;
+    const deleter = reg.options.hooks.deleter;
+    if (deleter === undefined) await this.#store.delete(name);
+    else await this.#hook('deleter', name, (ctx) => deleter(ctx));
+  }
+
+  async #invalidateNames(
+    names: readonly string[],
+    causeOf: (name: string) => CascadeCause,
+    sourceOf: (name: string) => string,
+  ): Promise<void> {
+    // Empty every affected cache first: from here on nobody reads stale derived data.
+    for (const n of names) this.#caches.get(n)?.internals.replace(emptyContents(), false);
+    let failure: unknown;
+    for (const n of names) {
+      try {
+        await this.#withLock(n, async () => {
+          const reg = this.#caches.get(n);
+          if (reg !== undefined) reg.internals.replace(emptyContents(), false);
+          await this.#deletePersisted(n);
+          if (reg === undefined) return;
+          this.emit(EVENTS.invalidated, { name: n, cause: causeOf(n), source: sourceOf(n) });
+          // After a failure, downstream builders would read incomplete upstreams: leave them empty.
+          if (failure === undefined) await this.#build(reg, false);
+        });
+      } catch (err) {
+        failure ??= err;
+      }
+    }
+    if (failure !== undefined) throw failure;
+  }
+
+  async #reloadNames(names: readonly string[]): Promise<void> {
+    for (const n of names) {
+      await this.#withLock(n, async () => {
+        const reg = this.#caches.get(n);
+        if (reg !== undefined) await this.#fill(reg);
+      });
+    }
+  }
+
+  /** One save of one cache, under its lock. */
+  #save<K, V>(reg: Registration<K, V>, reason: SaveReason): Promise<void> {
+    return this.#withLock(reg.name, async () => {
+      const { name, options } = reg;
+      if (!options.persistent || this.#caches.get(name) !== (reg as Registration)) return;
+      const started = performance.now();
+      const ticket = reg.internals.beginSave();
+      this.emit(EVENTS.syncStart, { name, reason });
+      try {
+        let bytes = 0;
+        const saver = options.hooks.saver;
+        if (saver === undefined) {
+          bytes = (await this.#store.save(name, ticket.entries, this.#storeContext)).bytes;
+        } else {
+          const contents = new Map<K, V>();
+          for (const [key, value] of ticket.entries) contents.set(key as K, value as V);
+          await this.#hook('saver', name, (ctx) => saver(contents, ctx));
+        }
+        this.emit(EVENTS.syncDone, { name, reason, entries: ticket.entries.length, bytes, ms: performance.now() - started });
+      } catch (err) {
+        reg.internals.abortSave(ticket);
+        this.emit(EVENTS.syncError, { name, reason, error: err });
+        throw err;
+      }
+    });
+  }
+
+  /** Saves each cache (all attempted); throws SaveFailedError naming those that failed. */
+  async #saveEach(regs: readonly Registration[], reason: SaveReason): Promise<void> {
+    const results = await Promise.allSettled(regs.map((reg) => this.#save(reg, reason)));
+    const failed: string[] = [];
+    const errors: unknown[] = [];
+    results.forEach((result, i) => {
+      if (result.status === 'rejected') {
+        failed.push(regs[i]?.name ?? '?');
+        errors.push(result.reason);
+      }
+    });
+    if (failed.length > 0) throw new SaveFailedError(failed, errors);
+  }
+}
+
+// ------------------------------------------------------------- process-wide registry
+
+const managers = new Map<string, { readonly manager: CacheManager; readonly options: ResolvedManagerOptions }>();
+
+function forgetManager(manager: CacheManager): void {
+  if (managers.get(manager.name)?.manager === manager) managers.delete(manager.name);
+}
+
+/** Option names whose resolved values differ. */
+function differingOptions(a: ResolvedManagerOptions, b: ResolvedManagerOptions): string[] {
+  return (Object.keys(a) as Array<keyof ResolvedManagerOptions>).filter((key) => !Object.is(a[key], b[key]));
+}
+
+/**
+ * The process-wide manager called `name` (default `'default'`), created on first use.
+ * Asking again returns the same manager; asking again with options that differ from the
+ * first call's throws instead of silently ignoring them. A closed manager is forgotten, so
+ * the next call creates a new one.
+ *
+ * @throws ManagerConflictError (E_MANAGER_CONFLICT) naming the differing options
+ * @example
+ * const manager = getCacheManager('app', { dir: './.cache' });
+ * getCacheManager('app') === manager; // true
+ */
+export function getCacheManager(name = 'default', options?: CacheManagerOptions): CacheManager {
+  if (options?.name !== undefined && options.name !== name)
+    throw new InvalidOptionError('name', `is ${JSON.stringify(options.name)} but the manager is asked for as ${JSON.stringify(name)}`);
+  const requested = { ...options, name };
+  const existing = managers.get(name);
+  if (existing !== undefined) {
+    if (options === undefined) return existing.manager;
+    const differs = differingOptions(existing.options, resolveManagerOptions(requested));
+    if (differs.length > 0) throw new ManagerConflictError(name, differs);
+    return existing.manager;
+  }
+  const manager = new CacheManager(requested);
+  managers.set(name, { manager, options: resolveManagerOptions(requested) });
+  return manager;
+}

@@ -1,0 +1,314 @@
+/**
+ * Options: one zod schema per options object, and one function per object that turns raw
+ * input into a frozen, resolved internal form. Every error names the option.
+ *
+ * @module
+ */
+import os from 'node:os';
+import path from 'node:path';
+import { z } from 'zod';
+import type { Codec } from './codec/types.js';
+import { InvalidNameError, InvalidOptionError } from './errors.js';
+import type { CacheHooks } from './hooks.js';
+import type { CacheStore } from './store/types.js';
+import type { Clock, TimerProvider } from './sync/clock.js';
+
+/** A duration: milliseconds, or a string such as `'500ms'`, `'10s'`, `'10m'`, `'1h'`, `'2d'`. */
+export type Duration = number | `${number}${'ms' | 's' | 'm' | 'h' | 'd'}`;
+
+const UNIT_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+const DURATION_RE = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/;
+/** Longest accepted duration: far beyond any sane TTL, short of losing integer precision. */
+const MAX_DURATION_MS = 100 * 365 * UNIT_MS.d;
+
+/**
+ * Parses a {@link Duration} to milliseconds; `undefined` when it is not a valid positive duration.
+ *
+ * @example
+ * parseDuration('10m'); // 600000
+ */
+export function parseDuration(input: unknown): number | undefined {
+  let ms: number;
+  if (typeof input === 'number') ms = input;
+  else if (typeof input === 'string') {
+    const match = DURATION_RE.exec(input.trim());
+    if (match === null) return undefined;
+    ms = Number(match[1]) * UNIT_MS[match[2] as keyof typeof UNIT_MS];
+  } else return undefined;
+  if (!Number.isFinite(ms) || ms <= 0 || ms > MAX_DURATION_MS) return undefined;
+  return Math.ceil(ms);
+}
+
+const durationSchema = z.custom<Duration>((v) => parseDuration(v) !== undefined, {
+  message: "must be a positive number of milliseconds or a string like '500ms', '10s', '10m', '1h', '1d' (at most 100 years)",
+});
+
+/** Longest cache name accepted, in UTF-16 code units. Stores encode long names safely. */
+export const MAX_CACHE_NAME_LENGTH = 1_000;
+// eslint-disable-next-line no-control-regex
+const CONTROL_RE = /[\u0000-\u001f\u007f]/;
+
+/**
+ * Checks a cache (or manager) name: a non-empty, well-formed string of at most
+ * {@link MAX_CACHE_NAME_LENGTH} characters without control characters. Anything else
+ * (`'../x'`, `'.'`, `'CON'`, Unicode) is a valid name: stores encode it safely.
+ *
+ * @throws InvalidNameError naming the reason
+ * @example
+ * validateCacheName('users'); // ok
+ * validateCacheName('a\u0000b'); // throws E_INVALID_NAME
+ */
+export function validateCacheName(name: unknown): asserts name is string {
+  if (typeof name !== 'string') throw new InvalidNameError(name, `must be a string, got ${typeof name}`);
+  if (name.length === 0) throw new InvalidNameError(name, 'must not be empty');
+  if (name.length > MAX_CACHE_NAME_LENGTH)
+    throw new InvalidNameError(name, `must be at most ${MAX_CACHE_NAME_LENGTH} characters, got ${name.length}`);
+  if (CONTROL_RE.test(name)) throw new InvalidNameError(name, 'must not contain control characters (NUL, newline, ...)');
+  if (!name.isWellFormed()) throw new InvalidNameError(name, 'must be well-formed Unicode (no lone surrogates)');
+}
+
+const nameSchema = z.string().superRefine((value, ctx) => {
+  try {
+    validateCacheName(value);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message });
+  }
+});
+
+const fn = (what: string) =>
+  z.custom<(...args: never[]) => unknown>((v) => typeof v === 'function', { message: `must be a function (${what})` });
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null;
+}
+
+const storeSchema = z.custom<CacheStore>(
+  (v) =>
+    isObject(v) &&
+    ['load', 'save', 'delete', 'has', 'list', 'quarantine', 'locate', 'close'].every((m) => typeof v[m] === 'function'),
+  { message: 'must be a CacheStore (FileStore, MemoryStore, RedisStore, or an object with the CacheStore methods)' },
+);
+const codecSchema = z.union([
+  z.enum(['v8', 'json']),
+  z.custom<Codec>(
+    (v) => isObject(v) && typeof v['name'] === 'string' && v['name'] !== '' && typeof v['encode'] === 'function' && typeof v['decode'] === 'function',
+    { message: "must be 'v8', 'json' or a Codec { name, encode, decode }" },
+  ),
+]);
+const clockSchema = z.custom<Clock>((v) => isObject(v) && typeof v['now'] === 'function', {
+  message: 'must be a clock { now(): number }',
+});
+const timersSchema = z.custom<TimerProvider>(
+  (v) => isObject(v) && typeof v['setTimeout'] === 'function' && typeof v['clearTimeout'] === 'function',
+  { message: 'must be a timer provider { setTimeout(fn, ms), clearTimeout(handle) }' },
+);
+
+/** Schema of {@link CacheManagerOptions}. */
+export const managerOptionsSchema = z.strictObject({
+  /** Name of the manager; also the last segment of the default `dir`. @default 'default' */
+  name: nameSchema.optional(),
+  /** Root directory of the default FileStore. Ignored when `store` is given. @default `<os tmpdir>/cachegraph/<name>` */
+  dir: z.string().min(1, { message: 'must be a non-empty path' }).optional(),
+  /** Where caches are persisted. @default a FileStore in `dir` */
+  store: storeSchema.optional(),
+  /** How values are encoded. @default 'v8' */
+  codec: codecSchema.optional(),
+  /** What to do with a damaged persisted copy: fail loudly, or move it aside and rebuild. @default 'throw' */
+  onCorrupt: z.enum(['throw', 'quarantine']).optional(),
+  /** Wall-clock time source (entry expiry, timestamps). @default Date.now */
+  clock: clockSchema.optional(),
+  /** Timers, for hook timeouts. @default the global timers, looked up at call time */
+  timers: timersSchema.optional(),
+  /** Longest a hook may run before its signal is aborted and it fails with E_HOOK_TIMEOUT (ms or '30s'). @default no limit */
+  hookTimeout: durationSchema.optional(),
+});
+
+/**
+ * Options of `new CacheManager(options)`.
+ *
+ * @example
+ * const options: CacheManagerOptions = { name: 'app', dir: './.cache', codec: 'v8', onCorrupt: 'quarantine' };
+ */
+export interface CacheManagerOptions {
+  /** Name of the manager; also the last segment of the default `dir`. @default 'default' */
+  name?: string;
+  /** Root directory of the default FileStore. Ignored when `store` is given. @default `<os tmpdir>/cachegraph/<name>` */
+  dir?: string;
+  /** Where caches are persisted. @default a FileStore in `dir` */
+  store?: CacheStore;
+  /** How values are encoded. @default 'v8' */
+  codec?: 'v8' | 'json' | Codec;
+  /** What to do with a damaged persisted copy: fail loudly, or move it aside and rebuild. @default 'throw' */
+  onCorrupt?: 'throw' | 'quarantine';
+  /** Wall-clock time source (entry expiry, timestamps). @default Date.now */
+  clock?: Clock;
+  /** Timers, for hook timeouts. @default the global timers, looked up at call time */
+  timers?: TimerProvider;
+  /** Longest a hook may run before its signal is aborted and it fails with E_HOOK_TIMEOUT. @default no limit */
+  hookTimeout?: Duration;
+}
+
+/** {@link CacheManagerOptions} after validation and defaults. */
+export interface ResolvedManagerOptions {
+  readonly name: string;
+  readonly dir: string;
+  readonly store: CacheStore | undefined;
+  readonly codec: 'v8' | 'json' | Codec;
+  readonly onCorrupt: 'throw' | 'quarantine';
+  readonly clock: Clock | undefined;
+  readonly timers: TimerProvider | undefined;
+  readonly hookTimeoutMs: number | undefined;
+}
+
+/** Turns zod issues into one InvalidOptionError naming the first bad option. */
+function toOptionError(error: z.ZodError, cacheName?: string): InvalidOptionError {
+  const issue = error.issues[0];
+  if (issue === undefined) return new InvalidOptionError('', error.message, cacheName);
+  const base = issue.path.map(String).join('.');
+  if (issue.code === 'unrecognized_keys') {
+    const keys = issue.keys;
+    const where = base === '' ? '' : `${base}.`;
+    return new InvalidOptionError(
+      `${where}${keys[0] ?? ''}`,
+      `unknown option${keys.length > 1 ? 's' : ''} ${keys.map((k) => `'${where}${k}'`).join(', ')}`,
+      cacheName,
+    );
+  }
+  if (issue.code === 'invalid_type' && issue.path.length === 0)
+    return new InvalidOptionError('', 'options must be an object', cacheName);
+  return new InvalidOptionError(base, issue.message, cacheName);
+}
+
+/**
+ * Validates manager options and applies defaults.
+ *
+ * @throws InvalidOptionError naming the option
+ * @example
+ * resolveManagerOptions({ name: 'app' }).dir; // '/tmp/cachegraph/app'
+ */
+export function resolveManagerOptions(input: unknown): ResolvedManagerOptions {
+  const parsed = managerOptionsSchema.safeParse(input ?? {});
+  if (!parsed.success) throw toOptionError(parsed.error);
+  const o = parsed.data;
+  const name = o.name ?? 'default';
+  return Object.freeze({
+    name,
+    // The default dir is per manager name, so two managers never share files by accident.
+    dir: path.resolve(o.dir ?? path.join(os.tmpdir(), 'cachegraph', encodeURIComponent(name))),
+    store: o.store,
+    codec: o.codec ?? 'v8',
+    onCorrupt: o.onCorrupt ?? 'throw',
+    clock: o.clock,
+    timers: o.timers,
+    hookTimeoutMs: o.hookTimeout === undefined ? undefined : parseDuration(o.hookTimeout),
+  });
+}
+
+/** Schema of {@link CacheOptions}. */
+export const cacheOptionsSchema = z.strictObject({
+  /** Whether the cache is loaded from and saved to the store. @default true */
+  persistent: z.boolean({ message: 'must be a boolean' }).optional(),
+  /** Initial contents: used instead of loading or building on registration. @default undefined */
+  contents: z.unknown().optional(),
+  /** Caches this one is derived from: invalidating any of them invalidates this one. @default [] */
+  dependsOn: z.array(nameSchema, { message: 'must be an array of cache names' }).optional(),
+  /** Custom loader hook. @default the store's persisted copy */
+  loader: fn('loader(ctx)').optional(),
+  /** Custom saver hook. @default the store */
+  saver: fn('saver(contents, ctx)').optional(),
+  /** Builder hook. @default builds an empty cache */
+  builder: fn('builder(ctx)').optional(),
+  /** Validator hook. @default accepts everything */
+  validator: fn('validator(contents, ctx)').optional(),
+  /** Custom deleter hook. @default deletes the store's copy */
+  deleter: fn('deleter(ctx)').optional(),
+  /** Most entries kept in memory; the least recently used are evicted beyond it. @default unbounded */
+  maxEntries: z
+    .number({ message: 'must be a positive integer' })
+    .int({ message: 'must be a positive integer' })
+    .positive({ message: 'must be a positive integer' })
+    .max(2 ** 31, { message: 'must be at most 2^31' })
+    .optional(),
+  /** Default time-to-live of entries. @default entries never expire */
+  ttl: durationSchema.optional(),
+});
+
+/**
+ * Options of `manager.registerCache(name, options)`.
+ *
+ * @example
+ * await manager.registerCache<string, number>('scores', { dependsOn: ['users'], ttl: '10m', maxEntries: 10_000 });
+ */
+export interface CacheOptions<K = unknown, V = unknown> extends CacheHooks<K, V> {
+  /** Whether the cache is loaded from and saved to the store. `false`: it writes nothing and takes no loader, saver or deleter. @default true */
+  persistent?: boolean;
+  /** Initial contents (pairs or a plain object), used instead of loading or building on registration. */
+  contents?: Iterable<readonly [K, V]> | Readonly<Record<string, V>>;
+  /** Caches this one is derived from; they need not be registered yet. @default [] */
+  dependsOn?: readonly string[];
+  /** Most entries kept in memory; the least recently used are evicted beyond it. @default unbounded */
+  maxEntries?: number;
+  /** Default time-to-live of entries (ms or '10m'); stored as an absolute expiry. @default never */
+  ttl?: Duration;
+}
+
+/** {@link CacheOptions} after validation and defaults. */
+export interface ResolvedCacheOptions<K, V> {
+  readonly persistent: boolean;
+  readonly contents: CacheOptions<K, V>['contents'];
+  readonly dependsOn: readonly string[];
+  readonly hooks: Readonly<CacheHooks<K, V>>;
+  readonly maxEntries: number;
+  readonly ttlMs: number | undefined;
+}
+
+/**
+ * Validates cache options and applies defaults.
+ *
+ * @throws InvalidOptionError naming the option and the cache
+ * @example
+ * resolveCacheOptions('users', { ttl: '1h' }).ttlMs; // 3600000
+ */
+export function resolveCacheOptions<K, V>(cacheName: string, input: unknown): ResolvedCacheOptions<K, V> {
+  const parsed = cacheOptionsSchema.safeParse(input ?? {});
+  if (!parsed.success) throw toOptionError(parsed.error, cacheName);
+  const o = parsed.data as unknown as CacheOptions<K, V>;
+  const persistent = o.persistent ?? true;
+  if (!persistent) {
+    // A non-persistent cache writes nothing; a saver, loader or deleter on it is a contradiction.
+    for (const hook of ['loader', 'saver', 'deleter'] as const) {
+      if (o[hook] !== undefined)
+        throw new InvalidOptionError(hook, `cannot be used with persistent: false (the cache is never loaded, saved or deleted)`, cacheName);
+    }
+  }
+  const hooks: CacheHooks<K, V> = {};
+  if (o.loader) hooks.loader = o.loader;
+  if (o.saver) hooks.saver = o.saver;
+  if (o.builder) hooks.builder = o.builder;
+  if (o.validator) hooks.validator = o.validator;
+  if (o.deleter) hooks.deleter = o.deleter;
+  return Object.freeze({
+    persistent,
+    contents: o.contents,
+    dependsOn: Object.freeze([...new Set(o.dependsOn ?? [])]),
+    hooks: Object.freeze(hooks),
+    maxEntries: o.maxEntries ?? Number.POSITIVE_INFINITY,
+    ttlMs: o.ttl === undefined ? undefined : parseDuration(o.ttl),
+  });
+}
+
+/**
+ * Parses a per-entry `ttl` given to `cache.set()`.
+ *
+ * @throws InvalidOptionError naming `ttl` and the cache
+ */
+export function resolveEntryTtl(cacheName: string, ttl: unknown): number {
+  const ms = parseDuration(ttl);
+  if (ms === undefined)
+    throw new InvalidOptionError(
+      'ttl',
+      `must be a positive number of milliseconds or a string like '10s', got ${typeof ttl === 'string' ? JSON.stringify(ttl) : String(ttl)}`,
+      cacheName,
+    );
+  return ms;
+}

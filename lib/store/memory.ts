@@ -1,0 +1,132 @@
+/**
+ * A store in process memory, for tests and for caches that only need to survive a
+ * manager, not the process.
+ *
+ * It keeps each cache as the same framed bytes a file would hold, not as live objects:
+ * a loaded value is a fresh copy (mutating it does not change what was saved), a value
+ * the codec cannot encode fails the save exactly as it would with files, and every load
+ * runs the same checks.
+ *
+ * @module
+ */
+
+import { decodeFrame, encodeFrameToBytes } from './frame.js';
+import type { CacheStore, SaveResult, StoreContext, StoredEntry, StoredSnapshot } from './types.js';
+
+const LOCATION_PREFIX = 'memory:';
+
+/**
+ * Keeps caches as framed byte blobs in a Map.
+ *
+ * `close()` keeps the blobs and the store stays usable, so one store can outlive a manager:
+ * close a manager, build another on the same store, and it loads what the first saved.
+ *
+ * @example
+ * const store = new MemoryStore();
+ * await store.save('users', [['u1', { name: 'Ada' }, 0]], { codec: v8Codec, clock: systemClock });
+ * const snapshot = await store.load('users', { codec: v8Codec, clock: systemClock });
+ */
+export class MemoryStore implements CacheStore {
+  /** Always `'memory'`. */
+  readonly kind = 'memory';
+  // Maps, not objects: '__proto__' is a fine cache name.
+  readonly #blobs = new Map<string, Uint8Array>();
+  readonly #quarantined = new Map<string, Uint8Array>();
+
+  /**
+   * `memory:<name>`.
+   *
+   * @example
+   * store.locate('users'); // 'memory:users'
+   */
+  locate(name: string): string {
+    return LOCATION_PREFIX + name;
+  }
+
+  /**
+   * The saved copy of `name`, decoded afresh; `undefined` when nothing was saved.
+   *
+   * @throws {CorruptFileError} when the blob fails its checks
+   * @example
+   * const snapshot = await store.load('users', ctx);
+   */
+  async load(name: string, ctx: StoreContext): Promise<StoredSnapshot | undefined> {
+    const blob = this.#blobs.get(name);
+    if (blob === undefined || blob.byteLength === 0) return undefined;
+    const location = this.locate(name);
+    const frame = await decodeFrame(blob, location, { codec: ctx.codec, cacheName: name });
+    return { entries: frame.entries, savedAt: frame.header.savedAt, location, bytes: frame.bytes, codec: frame.header.codec };
+  }
+
+  /**
+   * Replaces the saved copy of `name`; nothing changes if encoding fails.
+   *
+   * @throws {UnserializableError} naming the key the codec cannot encode
+   * @example
+   * await store.save('users', [['u1', 1, 0]], ctx); // { entries: 1, bytes: …, location: 'memory:users' }
+   */
+  async save(name: string, entries: Iterable<StoredEntry>, ctx: StoreContext): Promise<SaveResult> {
+    const { bytes, summary } = encodeFrameToBytes(name, entries, ctx);
+    this.#blobs.set(name, bytes);
+    return { entries: summary.entries, bytes: summary.bytes, location: this.locate(name) };
+  }
+
+  /**
+   * Forgets the saved copy; `true` if there was one.
+   *
+   * @example
+   * await store.delete('users'); // true
+   */
+  async delete(name: string): Promise<boolean> {
+    return this.#blobs.delete(name);
+  }
+
+  /**
+   * Whether a copy of `name` is saved.
+   *
+   * @example
+   * await store.has('users'); // true
+   */
+  async has(name: string): Promise<boolean> {
+    return this.#blobs.has(name);
+  }
+
+  /**
+   * Names with a saved copy, sorted; quarantined copies are not listed.
+   *
+   * @example
+   * await store.list(); // ['stats', 'users']
+   */
+  async list(): Promise<string[]> {
+    return [...this.#blobs.keys()].sort();
+  }
+
+  /**
+   * Moves the copy of `name` to the slot `<name>.corrupt-<time>` (not listed, not loaded)
+   * and returns its location, or `undefined` when nothing was saved.
+   *
+   * @example
+   * await store.quarantine('users', ctx); // 'memory:users.corrupt-2024-05-01T120000.000Z'
+   */
+  async quarantine(name: string, ctx: StoreContext): Promise<string | undefined> {
+    const blob = this.#blobs.get(name);
+    if (blob === undefined) return undefined;
+    const time = new Date(ctx.clock.now());
+    const stamp = Number.isNaN(time.getTime()) ? 'unknown-time' : time.toISOString().replaceAll(':', '');
+    let slot = `${name}.corrupt-${stamp}`;
+    for (let n = 1; this.#quarantined.has(slot); n++) slot = `${name}.corrupt-${stamp}-${n}`;
+    this.#quarantined.set(slot, blob);
+    this.#blobs.delete(name);
+    return this.locate(slot);
+  }
+
+  /**
+   * Nothing to release; the saved copies stay (see the class comment). Idempotent.
+   *
+   * @example
+   * await store.close();
+   */
+  async close(): Promise<void> {
+    // Deliberately empty: see the class comment.
+  }
+}

@@ -1,0 +1,336 @@
+import { expect } from 'chai';
+import sinon from 'sinon';
+import {
+  Cache,
+  ClosedError,
+  InvalidOptionError,
+  UnserializableError,
+  type CacheRemovedEvent,
+} from '../lib/index.js';
+import { record, rejection, useManagers } from './helpers.js';
+
+describe('Cache', () => {
+  const fx = useManagers();
+
+  describe('Map surface', () => {
+    it('gets, sets, tests and deletes like a Map', async () => {
+      const cache = await fx.make().registerCache<string, number>('c');
+      expect(cache.set('a', 1)).to.equal(cache);
+      cache.set('b', 2).set('c', 3);
+      expect(cache.get('a')).to.equal(1);
+      expect(cache.get('zz')).to.equal(undefined);
+      expect(cache.has('b')).to.equal(true);
+      expect(cache.has('zz')).to.equal(false);
+      expect(cache.size).to.equal(3);
+      expect(cache.delete('b')).to.equal(true);
+      expect(cache.delete('b')).to.equal(false);
+      expect(cache.size).to.equal(2);
+    });
+
+    it('iterates keys, values, entries, forEach and for-of in insertion order', async () => {
+      const cache = await fx.make().registerCache<string, number>('c');
+      cache.set('x', 1).set('y', 2).set('z', 3);
+      expect([...cache.keys()]).to.deep.equal(['x', 'y', 'z']);
+      expect([...cache.values()]).to.deep.equal([1, 2, 3]);
+      expect([...cache.entries()]).to.deep.equal([['x', 1], ['y', 2], ['z', 3]]);
+      expect([...cache]).to.deep.equal([['x', 1], ['y', 2], ['z', 3]]);
+      const seen: Array<[string, number, unknown]> = [];
+      cache.forEach(function (this: unknown, value, key, self) {
+        seen.push([key, value, this]);
+        expect(self).to.equal(cache);
+      }, 'ctx');
+      expect(seen).to.deep.equal([['x', 1, 'ctx'], ['y', 2, 'ctx'], ['z', 3, 'ctx']]);
+      expect(new Map(cache)).to.deep.equal(new Map([['x', 1], ['y', 2], ['z', 3]]));
+    });
+
+    it('clears everything', async () => {
+      const cache = await fx.make().registerCache<string, number>('c');
+      cache.set('a', 1).set('b', 2);
+      cache.clear();
+      expect(cache.size).to.equal(0);
+      expect([...cache]).to.deep.equal([]);
+    });
+
+    it('stores undefined and null as values, distinct from absence', async () => {
+      const cache = await fx.make().registerCache<string, unknown>('c');
+      cache.set('u', undefined).set('n', null);
+      expect(cache.has('u')).to.equal(true);
+      expect(cache.get('n')).to.equal(null);
+      expect(cache.size).to.equal(2);
+    });
+
+    it('accepts object keys in memory', async () => {
+      const cache = await fx.make().registerCache<object, number>('c', { persistent: false });
+      const key = { id: 1 };
+      cache.set(key, 5);
+      expect(cache.get(key)).to.equal(5);
+      expect(cache.get({ id: 1 })).to.equal(undefined);
+    });
+
+    it('names itself Cache', async () => {
+      const cache = await fx.make().registerCache('c');
+      expect(Object.prototype.toString.call(cache)).to.equal('[object Cache]');
+      expect(cache).to.be.instanceOf(Cache);
+      expect(cache.name).to.equal('c');
+    });
+  });
+
+  describe('time-to-live', () => {
+    it('hides an entry once its ttl has passed', async () => {
+      let now = 1_000_000;
+      const cache = await fx.make({ clock: { now: () => now } }).registerCache<string, number>('c');
+      cache.set('a', 1, { ttl: 1_000 });
+      cache.set('b', 2);
+      now += 999;
+      expect(cache.get('a')).to.equal(1);
+      now += 1;
+      expect(cache.get('a')).to.equal(undefined);
+      expect(cache.has('a')).to.equal(false);
+      expect(cache.size).to.equal(1);
+      expect([...cache.keys()]).to.deep.equal(['b']);
+    });
+
+    it('applies the cache default ttl and lets set() override it', async () => {
+      let now = 5_000;
+      const cache = await fx.make({ clock: { now: () => now } }).registerCache<string, number>('c', { ttl: '10s' });
+      cache.set('default', 1);
+      cache.set('short', 2, { ttl: '500ms' });
+      expect(cache.expiresAt('default')).to.equal(15_000);
+      expect(cache.expiresAt('short')).to.equal(5_500);
+      now = 6_000;
+      expect([...cache.keys()]).to.deep.equal(['default']);
+      now = 15_000;
+      expect(cache.size).to.equal(0);
+    });
+
+    it('drops the expiry when an entry is set again without ttl', async () => {
+      let now = 0;
+      const cache = await fx.make({ clock: { now: () => now } }).registerCache<string, number>('c');
+      cache.set('a', 1, { ttl: 10 });
+      cache.set('a', 2);
+      now = 100;
+      expect(cache.get('a')).to.equal(2);
+      expect(cache.expiresAt('a')).to.equal(undefined);
+    });
+
+    it('purges expired entries on demand and reports them as expired', async () => {
+      let now = 0;
+      const manager = fx.make({ clock: { now: () => now } });
+      const removed = record<CacheRemovedEvent>(manager, 'cache:removed');
+      const cache = await manager.registerCache<string, number>('c');
+      cache.set('a', 1, { ttl: 10 }).set('b', 2, { ttl: 20 }).set('c', 3);
+      now = 15;
+      expect(cache.purgeExpired()).to.equal(1);
+      expect(removed).to.deep.equal([{ name: 'c', key: 'a', reason: 'expire' }]);
+      expect(cache.size).to.equal(2);
+    });
+
+    it('rejects an invalid ttl naming the option, and changes nothing', async () => {
+      const cache = await fx.make().registerCache<string, number>('c');
+      for (const ttl of [0, -5, Number.NaN, '10 parsecs', '']) {
+        expect(() => cache.set('a', 1, { ttl: ttl as never })).to.throw(InvalidOptionError, /'ttl' of cache "c"/);
+      }
+      expect(cache.has('a')).to.equal(false);
+      expect(cache.pendingChanges).to.equal(0);
+    });
+
+    it('keeps absolute expiry times across a restart', async () => {
+      let now = 1_000;
+      const clock = { now: () => now };
+      const first = fx.make({ clock });
+      const cache = await first.registerCache<string, number>('c');
+      cache.set('soon', 1, { ttl: 1_000 }).set('later', 2, { ttl: 10_000 }).set('never', 3);
+      await first.close();
+
+      now = 1_500;
+      const second = fx.make({ clock });
+      const again = await second.registerCache<string, number>('c');
+      expect(again.expiresAt('soon')).to.equal(2_000);
+      expect(again.expiresAt('later')).to.equal(11_000);
+      await second.close();
+
+      now = 5_000;
+      const third = fx.make({ clock });
+      const last = await third.registerCache<string, number>('c');
+      expect([...last.keys()].sort()).to.deep.equal(['later', 'never']);
+    });
+  });
+
+  describe('maxEntries (LRU)', () => {
+    it('evicts the least recently used entry beyond the bound', async () => {
+      const manager = fx.make();
+      const removed = record<CacheRemovedEvent>(manager, 'cache:removed');
+      const cache = await manager.registerCache<string, number>('c', { maxEntries: 3 });
+      cache.set('a', 1).set('b', 2).set('c', 3);
+      cache.get('a'); // a is now the most recently used
+      cache.set('d', 4);
+      expect([...cache.keys()]).to.deep.equal(['c', 'a', 'd']);
+      expect(removed).to.deep.equal([{ name: 'c', key: 'b', reason: 'evict' }]);
+      expect(cache.maxEntries).to.equal(3);
+    });
+
+    it('does not count peek() or has() as a use', async () => {
+      const cache = await fx.make().registerCache<string, number>('c', { maxEntries: 2 });
+      cache.set('a', 1).set('b', 2);
+      expect(cache.peek('a')).to.equal(1);
+      expect(cache.has('a')).to.equal(true);
+      cache.set('c', 3);
+      expect(cache.has('a')).to.equal(false);
+      expect([...cache.keys()]).to.deep.equal(['b', 'c']);
+    });
+
+    it('counts re-setting a key as a use', async () => {
+      const cache = await fx.make().registerCache<string, number>('c', { maxEntries: 2 });
+      cache.set('a', 1).set('b', 2).set('a', 10).set('c', 3);
+      expect([...cache.entries()]).to.deep.equal([['a', 10], ['c', 3]]);
+    });
+
+    it('keeps only the most recent entries of loaded contents', async () => {
+      const cache = await fx.make().registerCache<number, number>('c', {
+        maxEntries: 2,
+        contents: [[1, 1], [2, 2], [3, 3]],
+      });
+      expect([...cache.keys()]).to.deep.equal([2, 3]);
+    });
+  });
+
+  describe('#getOrBuild()', () => {
+    it('returns the cached value without building', async () => {
+      const cache = await fx.make().registerCache<string, number>('c');
+      cache.set('a', 1);
+      const build = sinon.spy(() => 2);
+      expect(await cache.getOrBuild('a', build)).to.equal(1);
+      expect(build.called).to.equal(false);
+    });
+
+    it('builds once for concurrent callers and stores the result', async () => {
+      const cache = await fx.make().registerCache<string, number>('c');
+      let resolve!: (v: number) => void;
+      const build = sinon.spy(() => new Promise<number>((r) => (resolve = r)));
+      const waiters = [cache.getOrBuild('k', build), cache.getOrBuild('k', build), cache.getOrBuild('k', build)];
+      await new Promise((r) => setImmediate(r));
+      resolve(42);
+      expect(await Promise.all(waiters)).to.deep.equal([42, 42, 42]);
+      expect(build.callCount).to.equal(1);
+      expect(cache.get('k')).to.equal(42);
+    });
+
+    it('stores nothing when the build fails, rejects every waiter, and builds again next time', async () => {
+      const cache = await fx.make().registerCache<string, number>('c');
+      const boom = new Error('boom');
+      const failing = sinon.spy(async () => {
+        throw boom;
+      });
+      const results = await Promise.allSettled([cache.getOrBuild('k', failing), cache.getOrBuild('k', failing)]);
+      expect(results.map((r) => r.status)).to.deep.equal(['rejected', 'rejected']);
+      expect(failing.callCount).to.equal(1);
+      expect(cache.has('k')).to.equal(false);
+      expect(await cache.getOrBuild('k', () => 7)).to.equal(7);
+    });
+
+    it('does not store a result whose key was deleted while it was being built', async () => {
+      const cache = await fx.make().registerCache<string, number>('c');
+      let resolve!: (v: number) => void;
+      const pending = cache.getOrBuild('k', () => new Promise<number>((r) => (resolve = r)));
+      await new Promise((r) => setImmediate(r));
+      cache.delete('k');
+      resolve(1);
+      expect(await pending).to.equal(1);
+      expect(cache.has('k')).to.equal(false);
+    });
+
+    it('passes the ttl option to the stored entry', async () => {
+      const now = 100;
+      const cache = await fx.make({ clock: { now: () => now } }).registerCache<string, number>('c');
+      await cache.getOrBuild('k', () => 1, { ttl: 50 });
+      expect(cache.expiresAt('k')).to.equal(150);
+    });
+  });
+
+  describe('change tracking', () => {
+    it('counts every write until a save', async () => {
+      const manager = fx.make();
+      const cache = await manager.registerCache<string, number>('c');
+      expect(cache.pendingChanges).to.equal(0);
+      cache.set('a', 1).set('a', 2).set('b', 3);
+      cache.delete('b');
+      cache.delete('missing'); // not a change
+      expect(cache.pendingChanges).to.equal(4);
+      await manager.save('c');
+      expect(cache.pendingChanges).to.equal(0);
+      cache.clear();
+      expect(cache.pendingChanges).to.equal(1);
+    });
+
+    it('counts a write made during a save toward the next save', async () => {
+      const manager = fx.make();
+      const cache = await manager.registerCache<string, number>('c');
+      cache.set('a', 1);
+      const saving = manager.save('c');
+      cache.set('b', 2);
+      await saving;
+      expect(cache.pendingChanges).to.equal(1);
+    });
+
+    it('keeps the changes of a failed save', async () => {
+      const manager = fx.make();
+      const cache = await manager.registerCache<string, number>('c');
+      cache.set('a', 1).set('b', 2);
+      const fire = new Error('disk on fire');
+      sinon.stub(manager.store, 'save').rejects(fire);
+      expect(await rejection(manager.save('c'))).to.equal(fire);
+      expect(cache.pendingChanges).to.equal(2);
+    });
+  });
+
+  describe('codec check at set()', () => {
+    it('refuses a value the codec cannot encode, naming the key, and changes nothing', async () => {
+      const cache = await fx.make().registerCache<string, unknown>('c');
+      expect(() => cache.set('fn', () => 1)).to.throw(UnserializableError, /key "fn"/);
+      expect(() => cache.set('deep', { a: [1, { b: Symbol('s') }] })).to.throw(UnserializableError);
+      expect(() => cache.set('weak', new WeakMap())).to.throw(UnserializableError);
+      expect(cache.size).to.equal(0);
+      expect(cache.pendingChanges).to.equal(0);
+    });
+
+    it('refuses a key the codec cannot encode', async () => {
+      const cache = await fx.make().registerCache<unknown, number>('c');
+      try {
+        cache.set(Symbol('k'), 1);
+        expect.fail('set accepted a symbol key');
+      } catch (err) {
+        expect(err).to.be.instanceOf(UnserializableError);
+        expect((err as UnserializableError).path).to.equal('(key)');
+        expect((err as UnserializableError).code).to.equal('E_UNSERIALIZABLE');
+      }
+    });
+
+    it('follows the json codec, which refuses what JSON would change', async () => {
+      const cache = await fx.make({ codec: 'json' }).registerCache<string, unknown>('c');
+      cache.set('ok', { a: [1, 'two', null, true] });
+      expect(() => cache.set('date', new Date())).to.throw(UnserializableError);
+      expect(() => cache.set('big', 1n)).to.throw(UnserializableError);
+      expect(() => cache.set('map', new Map())).to.throw(UnserializableError);
+    });
+
+    it('does not check a non-persistent cache, which never encodes', async () => {
+      const cache = await fx.make().registerCache<string, unknown>('c', { persistent: false });
+      const fn = (): number => 1;
+      cache.set('fn', fn);
+      expect(cache.get('fn')).to.equal(fn);
+    });
+  });
+
+  describe('after deregister', () => {
+    it('refuses writes with E_CLOSED and still answers reads', async () => {
+      const manager = fx.make();
+      const cache = await manager.registerCache<string, number>('c');
+      cache.set('a', 1);
+      await manager.deregister('c');
+      expect(() => cache.set('b', 2)).to.throw(ClosedError);
+      expect(() => cache.delete('a')).to.throw(ClosedError);
+      expect(() => cache.clear()).to.throw(ClosedError);
+      expect(cache.get('a')).to.equal(1);
+    });
+  });
+});

@@ -1,0 +1,398 @@
+/**
+ * The contract of `CacheStore`, as a suite every store must pass (FileStore, MemoryStore,
+ * later RedisStore). A store's spec calls {@link describeStoreConformance} with a factory
+ * that creates a fresh, empty store and a cleanup for it.
+ */
+
+import { expect } from 'chai';
+import { CacheGraphError, UnserializableError } from '../../lib/errors.js';
+import { jsonCodec, v8Codec } from '../../lib/codec/index.js';
+import type { Codec } from '../../lib/codec/types.js';
+import type { CacheStore, StoreContext, StoredEntry } from '../../lib/store/types.js';
+
+/** A fixed clock: tests never read the real time. */
+export const FIXED_NOW = Date.UTC(2024, 4, 1, 12, 0, 0);
+
+/** A store context with a fixed clock. */
+export function contextWith(codec: Codec, now = FIXED_NOW): StoreContext {
+  return { codec, clock: { now: () => now } };
+}
+
+/** The error a promise rejects with; fails the test if it resolves. */
+export async function rejectionOf(promise: Promise<unknown>): Promise<Error> {
+  try {
+    await promise;
+  } catch (error) {
+    expect(error).to.be.instanceOf(Error);
+    return error as Error;
+  }
+  expect.fail('expected the promise to reject');
+}
+
+/**
+ * Deterministic pseudo-random numbers in [0, 1) (mulberry32), for seeded fuzzing.
+ *
+ * @example
+ * const random = seededRandom(42); random(); // always the same sequence
+ */
+export function seededRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Cache names a store must keep distinct and inside its root. */
+export const HOSTILE_NAMES: readonly string[] = [
+  '../x',
+  '../../etc/passwd',
+  '/abs/path',
+  'C:\\Windows\\x',
+  'a/b',
+  'a\\b',
+  '.',
+  '..',
+  '...',
+  'trailing.',
+  'trailing ',
+  ' leading',
+  'Users',
+  'users',
+  'USERS',
+  'con',
+  'CON',
+  'con.txt',
+  'nul',
+  'com1',
+  'lpt9',
+  'a:b',
+  'a*b?c"d<e>f|g',
+  'x'.repeat(300),
+  `${'x'.repeat(299)}y`,
+  'é'.repeat(150),
+  'café',
+  'cafe\u0301', // the same word, decomposed: a different name
+  '日本語',
+  '🙂',
+  '__proto__',
+  'constructor',
+  'hasOwnProperty',
+  '%41',
+  'A',
+  '~',
+  'a~b',
+  'name.cgc',
+  'name.cgc.tmp-1-abc',
+  'name.cgc.corrupt-x',
+  'tab\tname',
+  'nul\u0000byte',
+];
+
+/** What a store returns for a name: the store, and how to remove what it created. */
+export interface StoreFixture {
+  readonly store: CacheStore;
+  cleanup(): Promise<void>;
+}
+
+/**
+ * Declares the conformance suite for a store.
+ *
+ * @param label - the store's name in the report
+ * @param factory - creates a fresh, empty store (called before each test)
+ * @example
+ * describeStoreConformance('MemoryStore', async () => ({ store: new MemoryStore(), cleanup: async () => {} }));
+ */
+export function describeStoreConformance(label: string, factory: () => Promise<StoreFixture>): void {
+  describe(`${label} (CacheStore conformance)`, function () {
+    let fixture: StoreFixture;
+    let store: CacheStore;
+    const v8 = contextWith(v8Codec);
+    const json = contextWith(jsonCodec);
+
+    beforeEach(async function () {
+      fixture = await factory();
+      store = fixture.store;
+    });
+
+    afterEach(async function () {
+      await fixture.store.close();
+      await fixture.cleanup();
+    });
+
+    async function roundTrip(name: string, entries: StoredEntry[], ctx: StoreContext = v8): Promise<StoredEntry[]> {
+      await store.save(name, entries, ctx);
+      const snapshot = await store.load(name, ctx);
+      expect(snapshot, `snapshot of ${name}`).to.not.equal(undefined);
+      return [...(snapshot?.entries ?? [])];
+    }
+
+    describe('#load()', function () {
+      it('resolves undefined for a name that was never saved', async function () {
+        expect(await store.load('never-saved', v8)).to.equal(undefined);
+      });
+
+      it('reports when the copy was saved, its location, size and codec', async function () {
+        const result = await store.save('meta', [['k', 1, 0]], contextWith(v8Codec, 1234));
+        const snapshot = await store.load('meta', contextWith(v8Codec, 99_999));
+        expect(snapshot?.savedAt).to.equal(1234);
+        expect(snapshot?.location).to.equal(store.locate('meta'));
+        expect(snapshot?.bytes).to.equal(result.bytes);
+        expect(snapshot?.codec).to.equal('v8');
+      });
+
+      it('decodes a copy with the codec it was written with, whatever the current codec', async function () {
+        await store.save('written-as-json', [['k', { a: [1, 'two'] }, 0]], json);
+        const snapshot = await store.load('written-as-json', v8);
+        expect(snapshot?.codec).to.equal('json');
+        expect(snapshot?.entries).to.deep.equal([['k', { a: [1, 'two'] }, 0]]);
+      });
+
+      it('returns copies: mutating a loaded value does not change the saved one', async function () {
+        await store.save('copies', [['k', { list: [1] }, 0]], v8);
+        const first = await store.load('copies', v8);
+        ((first?.entries[0]?.[1] as { list: number[] }).list).push(2);
+        const second = await store.load('copies', v8);
+        expect(second?.entries[0]?.[1]).to.deep.equal({ list: [1] });
+      });
+    });
+
+    describe('#save()', function () {
+      it('round-trips every kind of value the v8 codec keeps', async function () {
+        const shared = { shared: true };
+        const cyclic: Record<string, unknown> = { name: 'loop' };
+        cyclic['self'] = cyclic;
+        const values: [string, unknown][] = [
+          ['date', new Date(Date.UTC(2020, 0, 2))],
+          ['map', new Map<unknown, unknown>([['a', 1], [2, { b: [3n] }]])],
+          ['set', new Set(['x', 1, null])],
+          ['bigint', 2n ** 70n],
+          ['uint8', Uint8Array.of(1, 2, 255)],
+          ['float64', Float64Array.of(0.5, -0, NaN)],
+          ['bigint64', BigInt64Array.of(-1n, 2n ** 62n)],
+          ['buffer', Buffer.from('bytes')],
+          ['regexp', /a+b/giu],
+          ['nested', { a: { b: { c: [1, [2, [3, { d: 'deep' }]]] } } }],
+          ['shared', { left: shared, right: shared }],
+          ['undefined', undefined],
+          ['null', null],
+          ['minus zero', -0],
+          ['nan', NaN],
+          ['string', 'text with \u0000 and 🙂'],
+          ['sparse', [1, , 3]], // eslint-disable-line no-sparse-arrays
+          ['error', new TypeError('typed failure')],
+        ];
+        const entries = values.map(([key, value]): StoredEntry => [key, value, 0]);
+        entries.push(['cyclic', cyclic, 0]);
+        entries.push([new Map([[1, 2]]), 'a Map as a key', 0]);
+        const loaded = await roundTrip('v8-types', entries);
+
+        expect(loaded.slice(0, values.length)).to.deep.equal(entries.slice(0, values.length));
+        const byKey = new Map(loaded.map(([key, value]) => [key, value]));
+        expect(byKey.get('buffer')).to.satisfy(Buffer.isBuffer);
+        expect(Object.is((byKey.get('float64') as Float64Array)[1], -0)).to.equal(true);
+        expect(Object.is(byKey.get('minus zero'), -0)).to.equal(true);
+        const sharedBack = byKey.get('shared') as { left: object; right: object };
+        expect(sharedBack.left).to.equal(sharedBack.right);
+        const error = byKey.get('error') as Error;
+        expect(error).to.be.instanceOf(TypeError);
+        expect(error.message).to.equal('typed failure');
+        const loop = loaded.find(([key]) => key === 'cyclic')?.[1] as Record<string, unknown>;
+        expect(loop['self']).to.equal(loop);
+        const mapKeyed = loaded.at(-1);
+        expect(mapKeyed?.[0]).to.deep.equal(new Map([[1, 2]]));
+      });
+
+      it('round-trips the values the json codec keeps', async function () {
+        const entries: StoredEntry[] = [
+          ['object', { a: 1, b: 'two', c: [true, false, null], d: { e: -1.5e300 } }, 0],
+          ['array', [1, [2, [3]], {}], 0],
+          ['string', 'line\nbreak "quoted" \\ 🙂 \ud800', 0],
+          ['number', 0.1 + 0.2, 0],
+          ['null', null, 0],
+          ['empty', {}, 0],
+          [42, 'numeric key', 0],
+        ];
+        expect(await roundTrip('json-types', entries, json)).to.deep.equal(entries);
+      });
+
+      it('preserves expiresAt of every entry', async function () {
+        const entries: StoredEntry[] = [
+          ['never', 1, 0],
+          ['soon', 2, FIXED_NOW + 1],
+          ['later', 3, FIXED_NOW + 86_400_000],
+          ['past', 4, 1],
+        ];
+        expect(await roundTrip('ttl', entries)).to.deep.equal(entries);
+      });
+
+      it('round-trips an empty cache', async function () {
+        const result = await store.save('empty', [], v8);
+        expect(result.entries).to.equal(0);
+        const snapshot = await store.load('empty', v8);
+        expect(snapshot?.entries).to.deep.equal([]);
+      });
+
+      it('keeps the order of the entries', async function () {
+        const entries: StoredEntry[] = ['z', 'a', 'm', '10', '2', '1'].map((key, i): StoredEntry => [key, i, 0]);
+        expect((await roundTrip('order', entries)).map(([key]) => key)).to.deep.equal(['z', 'a', 'm', '10', '2', '1']);
+      });
+
+      it('replaces the previous copy (the second save wins, nothing is merged)', async function () {
+        await store.save('replace', [['a', 1, 0], ['b', 2, 0]], v8);
+        await store.save('replace', [['c', 3, 0]], v8);
+        expect((await store.load('replace', v8))?.entries).to.deep.equal([['c', 3, 0]]);
+      });
+
+      it('reports the entries and bytes written and the location', async function () {
+        const result = await store.save('report', [['a', 1, 0], ['b', 2, 0]], v8);
+        expect(result.entries).to.equal(2);
+        expect(result.bytes).to.be.greaterThan(0);
+        expect(result.location).to.equal(store.locate('report'));
+      });
+
+      it('accepts any iterable, such as a generator', async function () {
+        function* entries(): Generator<StoredEntry> {
+          for (let i = 0; i < 5; i++) yield [`k${i}`, i, 0];
+        }
+        expect(await roundTrip('generator', [...entries()])).to.have.length(5);
+        await store.save('generator', entries(), v8);
+        expect((await store.load('generator', v8))?.entries).to.have.length(5);
+      });
+
+      it('round-trips 10 000 entries', async function () {
+        const entries = Array.from({ length: 10_000 }, (_, i): StoredEntry => [`key-${i}`, { i, tags: ['a', 'b'] }, i % 7 === 0 ? FIXED_NOW + i : 0]);
+        expect(await roundTrip('many', entries)).to.deep.equal(entries);
+      });
+
+      it('round-trips a 20 MB value', async function () {
+        const big = Buffer.alloc(20 * 1024 * 1024);
+        for (let i = 0; i < big.length; i += 4096) big[i] = i % 251;
+        const loaded = await roundTrip('huge', [['before', 1, 0], ['big', big, 0], ['after', 2, 0]]);
+        expect(loaded.map(([key]) => key)).to.deep.equal(['before', 'big', 'after']);
+        expect(Buffer.compare(loaded[1]?.[1] as Buffer, big)).to.equal(0);
+      });
+
+      it('rejects an unencodable value with UnserializableError naming the key, keeping the previous copy', async function () {
+        await store.save('guarded', [['ok', 1, 0]], v8);
+        const error = await rejectionOf(store.save('guarded', [['fine', 1, 0], ['bad', { fn: () => 1 }, 0]], v8));
+        expect(error).to.be.instanceOf(UnserializableError);
+        expect((error as UnserializableError).key).to.equal('bad');
+        expect((error as UnserializableError).cacheName).to.equal('guarded');
+        expect((error as UnserializableError).path).to.equal('.fn');
+        expect((await store.load('guarded', v8))?.entries).to.deep.equal([['ok', 1, 0]]);
+      });
+
+      it('rejects a value the json codec would mangle, keeping the previous copy', async function () {
+        await store.save('guarded-json', [['ok', 1, 0]], json);
+        const error = await rejectionOf(store.save('guarded-json', [['when', new Date(0), 0]], json));
+        expect(error).to.be.instanceOf(UnserializableError);
+        expect((error as UnserializableError).key).to.equal('when');
+        expect((await store.load('guarded-json', json))?.entries).to.deep.equal([['ok', 1, 0]]);
+      });
+
+      it('does not create a copy when the first save fails', async function () {
+        await rejectionOf(store.save('never-created', [['bad', Symbol('s'), 0]], v8));
+        expect(await store.has('never-created')).to.equal(false);
+        expect(await store.load('never-created', v8)).to.equal(undefined);
+      });
+    });
+
+    describe('names', function () {
+      it('keeps hostile names distinct and round-trips each under its own name', async function () {
+        for (const [i, name] of HOSTILE_NAMES.entries()) await store.save(name, [['index', i, 0]], v8);
+        for (const [i, name] of HOSTILE_NAMES.entries()) {
+          const snapshot = await store.load(name, v8);
+          expect(snapshot?.entries, JSON.stringify(name)).to.deep.equal([['index', i, 0]]);
+        }
+        expect(await store.list()).to.have.members([...HOSTILE_NAMES]);
+      });
+
+      it('gives every name its own location', async function () {
+        const locations = new Set(HOSTILE_NAMES.map((name) => store.locate(name).toLowerCase()));
+        expect(locations.size).to.equal(HOSTILE_NAMES.length);
+      });
+    });
+
+    describe('#delete() / #has() / #list()', function () {
+      it('has() is false before a save, true after, false after delete()', async function () {
+        expect(await store.has('lifecycle')).to.equal(false);
+        await store.save('lifecycle', [['k', 1, 0]], v8);
+        expect(await store.has('lifecycle')).to.equal(true);
+        expect(await store.delete('lifecycle')).to.equal(true);
+        expect(await store.has('lifecycle')).to.equal(false);
+        expect(await store.load('lifecycle', v8)).to.equal(undefined);
+      });
+
+      it('delete() resolves false when nothing was saved', async function () {
+        expect(await store.delete('nothing')).to.equal(false);
+      });
+
+      it('list() names exactly the saved caches', async function () {
+        expect(await store.list()).to.deep.equal([]);
+        await store.save('b', [], v8);
+        await store.save('a', [], v8);
+        await store.save('c', [], v8);
+        await store.delete('c');
+        expect([...(await store.list())].sort()).to.deep.equal(['a', 'b']);
+      });
+
+      it('saves of one name do not touch another', async function () {
+        await store.save('one', [['k', 1, 0]], v8);
+        await store.save('two', [['k', 2, 0]], v8);
+        await store.delete('two');
+        expect((await store.load('one', v8))?.entries).to.deep.equal([['k', 1, 0]]);
+      });
+    });
+
+    describe('#quarantine()', function () {
+      it('moves the copy aside: no longer loaded, listed or present, location returned', async function () {
+        await store.save('damaged', [['k', 1, 0]], v8);
+        const moved = await store.quarantine('damaged', v8);
+        expect(moved).to.be.a('string');
+        expect(moved).to.not.equal(store.locate('damaged'));
+        expect(moved).to.include('.corrupt-2024-05-01T120000.000Z');
+        expect(await store.has('damaged')).to.equal(false);
+        expect(await store.load('damaged', v8)).to.equal(undefined);
+        expect(await store.list()).to.deep.equal([]);
+      });
+
+      it('never overwrites an earlier quarantined copy', async function () {
+        await store.save('twice', [['k', 1, 0]], v8);
+        const first = await store.quarantine('twice', v8);
+        await store.save('twice', [['k', 2, 0]], v8);
+        const second = await store.quarantine('twice', v8);
+        expect(second).to.be.a('string').and.not.equal(first);
+      });
+
+      it('resolves undefined when there is nothing to move', async function () {
+        expect(await store.quarantine('absent', v8)).to.equal(undefined);
+      });
+
+      it('lets the cache be saved again afterwards', async function () {
+        await store.save('again', [['k', 1, 0]], v8);
+        await store.quarantine('again', v8);
+        await store.save('again', [['k', 2, 0]], v8);
+        expect((await store.load('again', v8))?.entries).to.deep.equal([['k', 2, 0]]);
+      });
+    });
+
+    describe('#close()', function () {
+      it('is idempotent', async function () {
+        await store.close();
+        await store.close();
+      });
+    });
+
+    describe('errors', function () {
+      it('are cachegraph errors with codes', async function () {
+        const error = await rejectionOf(store.save('coded', [['k', () => 1, 0]], v8));
+        expect(error).to.be.instanceOf(CacheGraphError);
+        expect((error as CacheGraphError).code).to.equal('E_UNSERIALIZABLE');
+      });
+    });
+  });
+}
