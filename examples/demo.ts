@@ -64,13 +64,17 @@ async function main(): Promise<void> {
   manager.on('cache:invalidated', (e) => console.log(`  invalid  ${e.name} (${e.cause}, from ${e.source})`));
   manager.on('sync:done', (e) => console.log(`  saved    ${e.name}: ${e.entries} entries, ${e.bytes} bytes (${e.reason})`));
 
+  console.log(`cachegraph demo, files in ${dir}`);
   // Settings survive runs too: the run counter and the current map style.
   const settings = await manager.registerCache<string, number>('settings');
   const run = (settings.get('runs') ?? 0) + 1;
   settings.set('runs', run);
   const style = settings.get('style') ?? 1;
-  console.log(`cachegraph demo, run #${run}, files in ${dir}`);
-  console.log(run === 1 ? 'first run: nothing saved yet, so every cache is built' : 'later run: caches come back from disk');
+  console.log(
+    run === 1
+      ? `run #1: nothing saved yet, so every cache is built`
+      : `run #${run}: the caches come back from disk (e.g. ${manager.store.locate('tiles')})`,
+  );
 
   console.log('\nregistering caches');
   const tiles = await manager.registerCache<string, Tile>('tiles', {

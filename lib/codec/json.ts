@@ -24,6 +24,11 @@ import { types } from 'node:util';
 import type { Codec, CodecProblem } from './types.js';
 import { MAX_NESTING, propertySegment, shortenPath } from './v8.js';
 
+/** Objects visited before cycle tracking starts (see `UNTRACKED_VISITS` in `v8.ts`). */
+const UNTRACKED_VISITS = 64;
+/** Returned by a walk without colours that ran out of its budget. */
+const RESTART: CodecProblem = Object.freeze({ path: '', reason: 'restart with cycle tracking' });
+
 /** Names to report for built-ins JSON would mangle; anything else is a class instance. */
 const MANGLED_BUILTINS = new Map<object, string>([
   [Date.prototype, 'Date (JSON would turn it into a string)'],
@@ -90,78 +95,96 @@ function describePrototype(proto: object): string {
   return name === '' ? 'object with a custom prototype' : `class instance ${name}`;
 }
 
-/**
- * The iterative walk behind `check`; see `walk` in `v8.ts` for the two-pass scheme (a
- * path-free first pass, a path-building second pass only when something is wrong).
- */
-function walk(root: object, tracked: boolean): CodecProblem | undefined {
-  const values: object[] = [root];
-  const depths: number[] = [1];
-  const paths: string[] = [''];
-  // The objects being closed, innermost last: each EXIT on `values` matches the last one.
-  const open: object[] = [];
-  const color = new Map<object, number>();
-  let path = '';
-  let depth = 1;
-  let at = '';
+/** The working stacks of a walk; see `v8.ts`. */
+interface WalkState {
+  readonly values: object[];
+  readonly depths: number[];
+  readonly paths: string[];
+  readonly tracked: boolean;
+}
 
-  const visit = (child: unknown): string | undefined => {
-    if (typeof child === 'object' && child !== null) {
-      values.push(child);
-      depths.push(depth + 1);
-      if (tracked) paths.push(at);
-      return undefined;
-    }
-    return primitiveProblem(child);
-  };
+/** Checks a primitive child in place, or pushes an object child (see `visit` in `v8.ts`). */
+function visit(state: WalkState, child: unknown, depth: number, at: string): string | undefined {
+  if (typeof child === 'object' && child !== null) {
+    state.values.push(child);
+    state.depths.push(depth);
+    if (state.tracked) state.paths.push(at);
+    return undefined;
+  }
+  return primitiveProblem(child);
+}
+
+/**
+ * The iterative walk behind `check`; see `walk` in `v8.ts` for the two passes (a
+ * path-free one, a path-building one only when something is wrong) and the budgeted first
+ * attempt without cycle tracking. Here cycles are errors, so the tracked attempt colours
+ * objects: gray while their children are being walked, black when done.
+ */
+function walk(root: object, tracked: boolean, maxDepth: number): CodecProblem | undefined {
+  const quick = walkWith(root, tracked, maxDepth, undefined);
+  return quick === RESTART ? walkWith(root, tracked, maxDepth, new Map<object, number>()) : quick;
+}
+
+function walkWith(root: object, tracked: boolean, maxDepth: number, color: Map<object, number> | undefined): CodecProblem | undefined {
+  const state: WalkState = { values: [root], depths: [1], paths: [''], tracked };
+  const { values, depths, paths } = state;
+  // The objects being walked, innermost last: each EXIT on `values` closes the last one.
+  const open: object[] = [];
+  let visits = 0;
+  let path = '';
+  let at = '';
 
   try {
     while (values.length > 0) {
       const value = values.pop() as object;
-      depth = depths.pop() as number;
+      const depth = depths.pop() as number;
       if (tracked) path = paths.pop() as string;
       at = '';
       if (value === EXIT) {
-        color.set(open.pop() as object, BLACK);
+        color?.set(open.pop() as object, BLACK);
         continue;
       }
-      const state = color.get(value);
-      if (state === BLACK) continue;
-      if (state === GRAY) return { path, reason: 'circular reference' };
-      if (depth > MAX_NESTING) {
-        return { path, reason: `nested more than ${MAX_NESTING} levels deep (JSON would overflow the stack)` };
+      if (color === undefined) {
+        if (++visits > UNTRACKED_VISITS) return RESTART;
+      } else {
+        const state = color.get(value);
+        if (state === BLACK) continue;
+        if (state === GRAY) return { path, reason: 'circular reference' };
+      }
+      if (depth > maxDepth) {
+        return { path, reason: `nested more than ${maxDepth} levels deep (JSON would overflow the stack)` };
       }
       const proto = Object.getPrototypeOf(value) as object | null;
+      const next = depth + 1;
       let reason: string | undefined;
-      if (proto === Object.prototype || proto === null) {
+      const isArray = proto === Array.prototype;
+      if (!isArray && proto !== Object.prototype && proto !== null) {
+        return { path, reason: types.isProxy(value) ? 'Proxy' : describePrototype(proto) };
+      }
+      if (color !== undefined) {
         color.set(value, GRAY);
         open.push(value);
         values.push(EXIT);
         depths.push(depth);
         if (tracked) paths.push(path);
-        const record = value as Record<string, unknown>;
-        for (const key in record) {
-          if (tracked) at = path + propertySegment(key);
-          reason = visit(record[key]);
-          if (reason !== undefined) return { path: at, reason };
-        }
-      } else if (proto === Array.prototype) {
-        color.set(value, GRAY);
-        open.push(value);
-        values.push(EXIT);
-        depths.push(depth);
-        if (tracked) paths.push(path);
+      }
+      if (isArray) {
         const array = value as unknown[];
         for (let i = 0; i < array.length; i++) {
           if (tracked) at = `${path}[${i}]`;
           const child = array[i];
           // A hole reads as undefined; tell the two apart only on this slow path.
           if (child === undefined && !(i in array)) return { path: at, reason: 'hole in a sparse array (JSON would turn it into null)' };
-          reason = visit(child);
+          reason = visit(state, child, next, at);
           if (reason !== undefined) return { path: at, reason };
         }
       } else {
-        return { path, reason: types.isProxy(value) ? 'Proxy' : describePrototype(proto) };
+        const record = value as Record<string, unknown>;
+        for (const key in record) {
+          if (tracked) at = path + propertySegment(key);
+          reason = visit(state, record[key], next, at);
+          if (reason !== undefined) return { path: at, reason };
+        }
       }
     }
   } catch (error) {
@@ -179,12 +202,23 @@ function walk(root: object, tracked: boolean): CodecProblem | undefined {
  * checkJson({ at: new Date() }); // { path: '.at', reason: 'Date (JSON would turn it into a string)' }
  */
 export function checkJson(value: unknown): CodecProblem | undefined {
+  return checkJsonTo(value, MAX_NESTING);
+}
+
+/**
+ * Nesting `encode` tolerates beyond {@link MAX_NESTING}: a store encodes values inside its
+ * own containers (a list of `[key, value, expiresAt]` entries), and a value `check`
+ * accepted at `set()` must not be refused at save time for that.
+ */
+const ENCODE_NESTING_ALLOWANCE = 8;
+
+function checkJsonTo(value: unknown, maxDepth: number): CodecProblem | undefined {
   if (typeof value !== 'object' || value === null) {
     const reason = primitiveProblem(value);
     return reason === undefined ? undefined : { path: '', reason };
   }
-  if (walk(value, false) === undefined) return undefined;
-  const problem = walk(value, true);
+  if (walk(value, false, maxDepth) === undefined) return undefined;
+  const problem = walk(value, true, maxDepth);
   return problem === undefined ? undefined : { path: shortenPath(problem.path), reason: problem.reason };
 }
 
@@ -200,7 +234,7 @@ export const jsonCodec: Codec = Object.freeze({
   name: 'json',
   encode(value: unknown): Uint8Array {
     // Stringify never refuses a value; it would mangle it. Refuse instead.
-    const problem = checkJson(value);
+    const problem = checkJsonTo(value, MAX_NESTING + ENCODE_NESTING_ALLOWANCE);
     if (problem !== undefined) {
       const where = problem.path === '' ? 'the value' : `the value at ${problem.path}`;
       throw new TypeError(`JSON cannot encode ${where}: ${problem.reason}`);

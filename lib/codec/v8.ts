@@ -20,10 +20,15 @@
  * Map, Set, Date, typed arrays and boxed primitives (v8 drops them). `arguments` objects
  * pass `check` but fail at save time, where the save names the key.
  *
+ * Decoding differs from `v8.deserialize` in one way: every typed array, DataView and Buffer
+ * gets its own memory. Node's deserializer returns views into the buffer being decoded
+ * (see `CopyingDeserializer` below).
+ *
  * Path syntax of a {@link CodecProblem}: `''` for the value itself, `.name` for a property
  * (`["weird key"]` when the key is not an identifier), `[3]` for an array index,
  * `<key #2>` / `<value #2>` for the key / value of the Map entry at insertion index 2,
- * `<member #2>` for a Set member, `.cause` for an Error's cause.
+ * `<member #2>` for a Set member, `.cause` for an Error's cause. A path longer than 200
+ * characters is cut at its start, marked `…`.
  *
  * @module
  */
@@ -37,6 +42,9 @@ import type { Codec, CodecProblem } from './types.js';
  * of about 2 000 nested objects already overflows the stack in `deserialize` (measured on
  * Node 20), so the limit leaves room for the frames of whoever calls the codec. Failing
  * at `set()` beats writing a file that can never be read back.
+ *
+ * @example
+ * checkV8(chainOf(1001))?.reason; // 'nested more than 1000 levels deep (...)'
  */
 export const MAX_NESTING = 1000;
 
@@ -177,50 +185,79 @@ function isDetached(value: object): boolean {
 }
 
 /**
+ * Objects a walk visits before it starts tracking which it has seen. Most cached values
+ * are small trees: walking them without a `seen` set saves its allocation, which would
+ * cost more than the walk. A value with a cycle or more objects than this is walked again
+ * from the start with a `seen` set (a cycle exhausts the budget instead of looping).
+ */
+const UNTRACKED_VISITS = 64;
+
+/** Returned by a walk without `seen` that ran out of its budget. */
+const RESTART: CodecProblem = Object.freeze({ path: '', reason: 'restart with a seen set' });
+
+/** The working stacks of a walk: parallel arrays, so no allocation per visited object. */
+interface WalkState {
+  readonly values: object[];
+  readonly depths: number[];
+  readonly paths: string[];
+  readonly tracked: boolean;
+}
+
+/**
+ * Checks a primitive child in place, or pushes an object child for a later visit.
+ * Returns the reason a primitive cannot be encoded. (A module function, not a closure:
+ * creating a closure per `check` would cost more than walking a small value.)
+ */
+function visit(state: WalkState, child: unknown, depth: number, at: string): string | undefined {
+  if (typeof child === 'object' && child !== null) {
+    state.values.push(child);
+    state.depths.push(depth);
+    if (state.tracked) state.paths.push(at);
+    return undefined;
+  }
+  return primitiveProblem(child);
+}
+
+/**
  * The structural walk behind `check`: iterative (a deep value must not overflow the stack
- * of the caller), with a `seen` set so cycles and shared references are visited once.
+ * of the caller); cycles and shared references are visited once (see
+ * {@link UNTRACKED_VISITS} for small values).
  *
  * It runs twice only when something is wrong: the first pass (`tracked = false`) builds no
- * path strings and no closures, so a good value costs one visit per object; the second
- * pass visits in the same order, builds paths, and stops at the same culprit.
+ * path strings, so a good value costs one visit per object; the second pass visits in the
+ * same order, builds paths, and stops at the same culprit.
  */
 function walk(root: object, tracked: boolean): CodecProblem | undefined {
-  // Parallel stacks rather than one stack of frame objects: no allocation per visit.
-  const values: object[] = [root];
-  const depths: number[] = [1];
-  const paths: string[] = [''];
-  const seen = new Set<object>();
+  const quick = walkWith(root, tracked, undefined);
+  return quick === RESTART ? walkWith(root, tracked, new Set<object>()) : quick;
+}
+
+function walkWith(root: object, tracked: boolean, seen: Set<object> | undefined): CodecProblem | undefined {
+  const state: WalkState = { values: [root], depths: [1], paths: [''], tracked };
+  const { values, depths, paths } = state;
+  let visits = 0;
   let path = '';
-  let depth = 1;
   // Where the child being looked at lives; only computed by the tracked pass.
   let at = '';
-
-  // Primitives are checked in place and never touch the stacks; objects are pushed.
-  // Returns the reason a primitive child cannot be encoded.
-  const visit = (child: unknown): string | undefined => {
-    if (typeof child === 'object' && child !== null) {
-      values.push(child);
-      depths.push(depth + 1);
-      if (tracked) paths.push(at);
-      return undefined;
-    }
-    return primitiveProblem(child);
-  };
-
   try {
     while (values.length > 0) {
       const value = values.pop() as object;
-      depth = depths.pop() as number;
+      const depth = depths.pop() as number;
       if (tracked) path = paths.pop() as string;
       at = '';
-      if (seen.has(value)) continue;
-      seen.add(value);
+      if (seen === undefined) {
+        if (++visits > UNTRACKED_VISITS) return RESTART;
+      } else {
+        if (seen.has(value)) continue;
+        seen.add(value);
+      }
       if (depth > MAX_NESTING) {
         return { path, reason: `nested more than ${MAX_NESTING} levels deep (v8 would overflow the stack decoding it)` };
       }
       // Before anything reads it: a Proxy runs traps on every read, and v8 refuses it.
       if (types.isProxy(value)) return { path, reason: 'Proxy' };
       const proto = Object.getPrototypeOf(value) as object | null;
+      const next = depth + 1;
       let reason: string | undefined;
       switch (KIND_BY_PROTOTYPE.get(proto)) {
         case PLAIN: {
@@ -230,7 +267,7 @@ function walk(root: object, tracked: boolean): CodecProblem | undefined {
           // of Object.prototype, which v8 would skip and this walk would over-check).
           for (const key in record) {
             if (tracked) at = path + propertySegment(key);
-            reason = visit(record[key]);
+            reason = visit(state, record[key], next, at);
             if (reason !== undefined) return { path: at, reason };
           }
           break;
@@ -240,7 +277,7 @@ function walk(root: object, tracked: boolean): CodecProblem | undefined {
           if (array.length <= DENSE_WALK_LIMIT) {
             for (let i = 0; i < array.length; i++) {
               if (tracked) at = `${path}[${i}]`;
-              reason = visit(array[i]);
+              reason = visit(state, array[i], next, at);
               if (reason !== undefined) return { path: at, reason };
             }
           } else {
@@ -249,7 +286,7 @@ function walk(root: object, tracked: boolean): CodecProblem | undefined {
             const record = array as unknown as Record<string, unknown>;
             for (const key in record) {
               if (tracked) at = path + (/^(0|[1-9]\d*)$/.test(key) ? `[${key}]` : propertySegment(key));
-              reason = visit(record[key]);
+              reason = visit(state, record[key], next, at);
               if (reason !== undefined) return { path: at, reason };
             }
           }
@@ -259,10 +296,10 @@ function walk(root: object, tracked: boolean): CodecProblem | undefined {
           let i = 0;
           for (const [key, entry] of value as Map<unknown, unknown>) {
             if (tracked) at = `${path}<key #${i}>`;
-            reason = visit(key);
+            reason = visit(state, key, next, at);
             if (reason !== undefined) return { path: at, reason };
             if (tracked) at = `${path}<value #${i}>`;
-            reason = visit(entry);
+            reason = visit(state, entry, next, at);
             if (reason !== undefined) return { path: at, reason };
             i++;
           }
@@ -272,7 +309,7 @@ function walk(root: object, tracked: boolean): CodecProblem | undefined {
           let i = 0;
           for (const member of value as Set<unknown>) {
             if (tracked) at = `${path}<member #${i}>`;
-            reason = visit(member);
+            reason = visit(state, member, next, at);
             if (reason !== undefined) return { path: at, reason };
             i++;
           }
@@ -290,7 +327,7 @@ function walk(root: object, tracked: boolean): CodecProblem | undefined {
           }
           if (Object.hasOwn(error, 'cause')) {
             if (tracked) at = `${path}.cause`;
-            reason = visit(error.cause);
+            reason = visit(state, error.cause, next, at);
             if (reason !== undefined) return { path: at, reason };
           }
           break;
@@ -332,6 +369,46 @@ export function checkV8(value: unknown): CodecProblem | undefined {
 }
 
 /**
+ * The view types of Node's serialization format, by the index `DefaultSerializer` writes
+ * (lib/v8.js `arrayBufferViewTypeToIndex`; part of the on-disk format, so stable).
+ */
+const VIEW_TYPES: readonly (((buffer: ArrayBuffer, length: number) => ArrayBufferView) | undefined)[] = [
+  (buffer, length) => new Int8Array(buffer, 0, length),
+  (buffer, length) => new Uint8Array(buffer, 0, length),
+  (buffer, length) => new Uint8ClampedArray(buffer, 0, length),
+  (buffer, length) => new Int16Array(buffer, 0, length / 2),
+  (buffer, length) => new Uint16Array(buffer, 0, length / 2),
+  (buffer, length) => new Int32Array(buffer, 0, length / 4),
+  (buffer, length) => new Uint32Array(buffer, 0, length / 4),
+  (buffer, length) => new Float32Array(buffer, 0, length / 4),
+  (buffer, length) => new Float64Array(buffer, 0, length / 8),
+  (buffer, length) => new DataView(buffer, 0, length),
+  (buffer, length) => Buffer.from(buffer, 0, length),
+  (buffer, length) => new BigInt64Array(buffer, 0, length / 8),
+  (buffer, length) => new BigUint64Array(buffer, 0, length / 8),
+];
+
+/**
+ * Node's `DefaultDeserializer`, except that every typed array, DataView and Buffer gets
+ * its own ArrayBuffer. Node's version returns views INTO the buffer being decoded, so a
+ * decoded 10-byte Buffer would keep a whole 16 MiB chunk alive, expose the other entries'
+ * bytes through `.buffer`, and, for a store that decodes from its own copy (MemoryStore),
+ * let a caller mutate the saved copy through a loaded value.
+ */
+class CopyingDeserializer extends v8.DefaultDeserializer {
+  /** Called by v8 for each host object (Node writes every ArrayBufferView as one). */
+  _readHostObject(): ArrayBufferView {
+    const typeIndex = this.readUint32();
+    const byteLength = this.readUint32();
+    const make = VIEW_TYPES[typeIndex];
+    if (make === undefined) throw new TypeError(`unknown host object type ${typeIndex} in v8 data`);
+    const copy = new ArrayBuffer(byteLength);
+    new Uint8Array(copy).set(this.readRawBytes(byteLength));
+    return make(copy, byteLength);
+  }
+}
+
+/**
  * The `v8` codec: `node:v8` structured serialization. The default.
  *
  * @example
@@ -344,7 +421,9 @@ export const v8Codec: Codec = Object.freeze({
     return v8.serialize(value);
   },
   decode(bytes: Uint8Array): unknown {
-    return v8.deserialize(bytes);
+    const deserializer = new CopyingDeserializer(bytes);
+    deserializer.readHeader();
+    return deserializer.readValue();
   },
   check: checkV8,
 });

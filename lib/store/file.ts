@@ -20,7 +20,12 @@ import { decodeFrame, encodeFrame, readFrameHeader, type FrameReader, type Frame
 import { fromFileName, isHashedFileName, toFileName } from './names.js';
 import type { CacheStore, SaveResult, StoreContext, StoredEntry, StoredSnapshot } from './types.js';
 
-/** Extension of cache files. */
+/**
+ * Extension of cache files.
+ *
+ * @example
+ * path.basename(store.locate('users')); // 'users' + FILE_EXTENSION
+ */
 export const FILE_EXTENSION = '.cgc';
 
 // Flags missing on a platform are 0: O_NOFOLLOW does not exist on Windows (symlinks are
@@ -38,7 +43,12 @@ const WRITE_BUFFER_BYTES = 1024 * 1024;
 /** Pieces at least this large are written directly rather than copied into the buffer. */
 const DIRECT_WRITE_BYTES = 256 * 1024;
 
-/** Options of {@link FileStore}. */
+/**
+ * Options of {@link FileStore}.
+ *
+ * @example
+ * const options: FileStoreOptions = { dir: './.cache', fileMode: 0o640 };
+ */
 export interface FileStoreOptions {
   /** Directory holding the cache files; created (recursively) on the first save. */
   readonly dir: string;
@@ -152,7 +162,9 @@ class FileReader implements FrameReader {
   }
 
   async read(offset: number, length: number): Promise<Uint8Array> {
-    const bytes = Buffer.allocUnsafe(length);
+    // Not from Buffer's shared pool: file bytes go to the codec and must not share memory
+    // with unrelated buffers.
+    const bytes = Buffer.allocUnsafeSlow(length);
     let done = 0;
     while (done < length) {
       const { bytesRead } = await io('read', this.#file, () => this.#handle.read(bytes, done, length - done, offset + done));
@@ -189,7 +201,12 @@ class FileReader implements FrameReader {
  * const snapshot = await store.load('users', { codec: v8Codec, clock: systemClock });
  */
 export class FileStore implements CacheStore {
-  /** Always `'file'`. */
+  /**
+   * Always `'file'`.
+   *
+   * @example
+   * new FileStore({ dir: '.cache' }).kind; // 'file'
+   */
   readonly kind = 'file';
   readonly #dir: string;
   readonly #fileMode: number;
@@ -200,6 +217,8 @@ export class FileStore implements CacheStore {
   /**
    * @param options - the directory, and file and directory modes
    * @throws {InvalidOptionError} naming the option, for a missing `dir`, a bad mode, or an unknown key
+   * @example
+   * const store = new FileStore({ dir: path.join(os.homedir(), '.cache', 'my-app') });
    */
   constructor(options: FileStoreOptions) {
     const parsed = optionsSchema.safeParse(options);

@@ -51,22 +51,59 @@
  */
 
 import { crc32 } from 'node:zlib';
-import { CorruptFileError, InvalidContentsError, InvalidNameError, UnserializableError, UnsupportedFormatError } from '../errors.js';
+import {
+  CorruptFileError,
+  InvalidContentsError,
+  InvalidNameError,
+  InvalidOptionError,
+  UnserializableError,
+  UnsupportedFormatError,
+} from '../errors.js';
 import { builtinCodec } from '../codec/index.js';
 import type { Codec } from '../codec/types.js';
 import type { StoreContext, StoredEntry } from './types.js';
 
-/** The first 8 bytes of every frame: `CGRAPH\r\n`. */
+/**
+ * The first 8 bytes of every frame: `CGRAPH\r\n`.
+ *
+ * @example
+ * Buffer.from(FRAME_MAGIC).toString('latin1'); // 'CGRAPH\r\n'
+ */
 export const FRAME_MAGIC: Readonly<Uint8Array> = Uint8Array.of(0x43, 0x47, 0x52, 0x41, 0x50, 0x48, 0x0d, 0x0a);
-/** The format major version this module writes and reads. */
+/**
+ * The format major version this module writes and reads.
+ *
+ * @example
+ * Buffer.from(frameBytes).readUInt16BE(8) === FRAME_VERSION; // true
+ */
 export const FRAME_VERSION = 1;
-/** The format minor version this module writes. */
+/**
+ * The format minor version this module writes.
+ *
+ * @example
+ * Buffer.from(frameBytes).readUInt16BE(10) === FRAME_MINOR_VERSION; // true
+ */
 export const FRAME_MINOR_VERSION = 0;
-/** Largest header accepted: far above any real one, far below a harmful allocation. */
+/**
+ * Largest header accepted: far above any real one, far below a harmful allocation.
+ *
+ * @example
+ * Buffer.from(frameBytes).readUInt32BE(12) <= MAX_HEADER_BYTES; // true
+ */
 export const MAX_HEADER_BYTES = 1 << 20;
-/** Default number of entries per chunk. */
+/**
+ * Default number of entries per chunk.
+ *
+ * @example
+ * encodeFrame('users', entries, ctx, { chunkEntries: DEFAULT_CHUNK_ENTRIES / 4 });
+ */
 export const DEFAULT_CHUNK_ENTRIES = 4096;
-/** Default target size of a chunk's payload. */
+/**
+ * Default target size of a chunk's payload.
+ *
+ * @example
+ * encodeFrame('blobs', entries, ctx, { chunkBytes: DEFAULT_CHUNK_BYTES / 4 });
+ */
 export const DEFAULT_CHUNK_BYTES = 16 * 1024 * 1024;
 
 const PREFIX_SIZE = 16;
@@ -77,7 +114,13 @@ const MAX_PAYLOAD_BYTES = 0xfffffffe;
 /** Block size of the checksum pass: bounds memory while reading a huge chunk. */
 const VERIFY_BLOCK_BYTES = 1024 * 1024;
 
-/** What the header of a frame says. */
+/**
+ * What the header of a frame says.
+ *
+ * @example
+ * const header: FrameHeader = await readFrameHeader(bytes, 'memory:users');
+ * header.cache; // 'users'
+ */
 export interface FrameHeader {
   /** Format major version. */
   readonly version: number;
@@ -93,7 +136,12 @@ export interface FrameHeader {
   readonly v8: string;
 }
 
-/** Tuning of {@link encodeFrame}; the defaults suit every cache size. */
+/**
+ * Tuning of {@link encodeFrame}; the defaults suit every cache size.
+ *
+ * @example
+ * const options: FrameEncodeOptions = { chunkEntries: 1024, chunkBytes: 4 * 1024 * 1024 };
+ */
 export interface FrameEncodeOptions {
   /**
    * Most entries per chunk.
@@ -108,7 +156,13 @@ export interface FrameEncodeOptions {
   readonly chunkBytes?: number;
 }
 
-/** What {@link encodeFrame} wrote, returned when its generator finishes. */
+/**
+ * What {@link encodeFrame} wrote, returned when its generator finishes.
+ *
+ * @example
+ * const { summary } = encodeFrameToBytes('users', entries, ctx);
+ * summary.entries; // entries.length
+ */
 export interface FrameSummary {
   /** Entries written. */
   readonly entries: number;
@@ -121,6 +175,10 @@ export interface FrameSummary {
 /**
  * Random access to the bytes of a frame: a file handle, a buffer, a blob in a database.
  * `read` resolves exactly `length` bytes (or rejects), in a view the caller may keep.
+ *
+ * @example
+ * const reader: FrameReader = { size: blob.length, read: async (offset, length) => blob.subarray(offset, offset + length) };
+ * await decodeFrame(reader, 'redis:cg:users', { codec: v8Codec });
  */
 export interface FrameReader {
   /** Total size in bytes. */
@@ -134,7 +192,12 @@ export interface FrameReader {
   read(offset: number, length: number): Promise<Uint8Array>;
 }
 
-/** A decoded, verified frame. */
+/**
+ * A decoded, verified frame.
+ *
+ * @example
+ * const { header, entries, bytes }: DecodedFrame = await decodeFrame(blob, 'memory:users', { codec: v8Codec });
+ */
 export interface DecodedFrame {
   /** Its header. */
   readonly header: FrameHeader;
@@ -144,7 +207,12 @@ export interface DecodedFrame {
   readonly bytes: number;
 }
 
-/** What {@link decodeFrame} needs besides the bytes. */
+/**
+ * What {@link decodeFrame} needs besides the bytes.
+ *
+ * @example
+ * await decodeFrame(blob, path, { codec: ctx.codec, cacheName: 'users' });
+ */
 export interface FrameDecodeOptions {
   /** The current codec; used when the header names it, else the built-in of that name. */
   readonly codec: Codec;
@@ -244,6 +312,7 @@ function* encodeBatch(cacheName: string, codec: Codec, batch: StoredEntry[]): Ge
  *
  * @throws {UnserializableError} naming the key of the first entry the codec cannot encode
  * @throws {InvalidContentsError} when an entry is not a `[key, value, expiresAt]` triple
+ * @throws {InvalidOptionError} option `clock`, when `ctx.clock.now()` is not a finite number
  * @example
  * const frame = encodeFrame('users', [['u1', { name: 'Ada' }, 0]], { codec: v8Codec, clock: systemClock });
  * for (const piece of frame) await file.write(piece);
@@ -262,11 +331,14 @@ export function* encodeFrame(
   let chunks = 0;
   let count = 0;
 
+  const savedAt = ctx.clock.now();
+  // JSON would write NaN as null, and the file could never be read back.
+  if (!Number.isFinite(savedAt)) throw new InvalidOptionError('clock', `now() returned ${savedAt}, not a finite number of milliseconds`);
   const header = Buffer.from(
     JSON.stringify({
       codec: codec.name,
       cache: cacheName,
-      savedAt: ctx.clock.now(),
+      savedAt,
       node: process.version,
       v8: process.versions.v8,
     }),

@@ -27,7 +27,12 @@ const LOCATION_PREFIX = 'memory:';
  * const snapshot = await store.load('users', { codec: v8Codec, clock: systemClock });
  */
 export class MemoryStore implements CacheStore {
-  /** Always `'memory'`. */
+  /**
+   * Always `'memory'`.
+   *
+   * @example
+   * new MemoryStore().kind; // 'memory'
+   */
   readonly kind = 'memory';
   // Maps, not objects: '__proto__' is a fine cache name.
   readonly #blobs = new Map<string, Uint8Array>();
@@ -54,7 +59,9 @@ export class MemoryStore implements CacheStore {
     const blob = this.#blobs.get(name);
     if (blob === undefined || blob.byteLength === 0) return undefined;
     const location = this.locate(name);
-    const frame = await decodeFrame(blob, location, { codec: ctx.codec, cacheName: name });
+    // Decode from a copy: a custom codec may return views into the bytes it decodes, and
+    // a loaded value must never be a window onto the saved copy.
+    const frame = await decodeFrame(Uint8Array.prototype.slice.call(blob), location, { codec: ctx.codec, cacheName: name });
     return { entries: frame.entries, savedAt: frame.header.savedAt, location, bytes: frame.bytes, codec: frame.header.codec };
   }
 

@@ -25,7 +25,13 @@
 import { createHash } from 'node:crypto';
 import { InvalidNameError } from '../errors.js';
 
-/** Longest stem kept readable; leaves room for `.cgc`, `.corrupt-<time>` and temp suffixes under 255 bytes. */
+/**
+ * Longest stem kept readable; leaves room for `.cgc`, `.corrupt-<time>` and temp
+ * suffixes within the 255-byte file name limit of common file systems.
+ *
+ * @example
+ * toFileName('x'.repeat(500)).length <= MAX_STEM_LENGTH; // true
+ */
 export const MAX_STEM_LENGTH = 200;
 /** Length of the readable part of a hashed stem. */
 const HASHED_PREFIX_LENGTH = 120;
