@@ -277,6 +277,8 @@ export class UnserializableError extends CacheGraphError {
   readonly key: unknown;
   /** Path inside the value (`.items[3]`), `''` for the value itself, `'(key)'` for the key. */
   readonly path: string;
+  /** The codec that refused it. */
+  readonly codec: string;
 
   /**
    * @param cacheName - the cache
@@ -295,6 +297,7 @@ export class UnserializableError extends CacheGraphError {
     this.cacheName = cacheName;
     this.key = key;
     this.path = path;
+    this.codec = codec;
   }
 }
 
@@ -320,7 +323,7 @@ export class CorruptFileError extends CacheGraphError {
    */
   constructor(path: string, reason: string, details: { offset?: number; cacheName?: string; cause?: unknown } = {}) {
     const at = details.offset === undefined ? '' : ` at byte ${details.offset}`;
-    super('E_CORRUPT_FILE', `Corrupt cache file ${path}${at}: ${reason}`, { cause: details.cause });
+    super('E_CORRUPT_FILE', `Corrupt cache file ${path}${at}: ${reason}`, details.cause === undefined ? {} : { cause: details.cause });
     this.path = path;
     this.offset = details.offset;
     this.cacheName = details.cacheName;

@@ -47,7 +47,9 @@ export interface SaveResult {
  * Guarantees every store gives:
  * - `save` is atomic: afterwards `load` returns exactly the saved entries; if it fails, `load`
  *   returns exactly what it returned before.
- * - `load` never returns damaged data: a failed check is {@link CorruptFileError}.
+ * - `load` never returns damaged data: a failed check is `CorruptFileError`; a format or
+ *   codec this process cannot read is `UnsupportedFormatError`; an operating-system failure
+ *   is `StoreIOError`.
  * - Names are opaque strings; a store maps any name that passed `validateCacheName`
  *   to a location of its own without escaping its root.
  *
