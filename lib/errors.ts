@@ -24,6 +24,7 @@ export type ErrorCode =
   | 'E_UNSUPPORTED_FORMAT'
   | 'E_STORE_IO'
   | 'E_SAVE_FAILED'
+  | 'E_LOCKED'
   | 'E_CLOSED';
 
 /** Shortens a key for an error message: keys are data, and data can be long. */
@@ -410,6 +411,34 @@ export class SaveFailedError extends CacheGraphError {
     });
     this.cacheNames = cacheNames;
     this.errors = errors;
+  }
+}
+
+/**
+ * Another live process holds the writer lock of a store directory (and `lockTimeout`, if
+ * any, passed while waiting for it). The lock's owner is described, never its secrets.
+ *
+ * @example
+ * new FileStore({ dir }); await store.save(...); // in a second process: LockedError, E_LOCKED
+ */
+export class LockedError extends CacheGraphError {
+  /** The lock file. */
+  readonly path: string;
+  /** Process id of the owner, as recorded in the lock. */
+  readonly ownerPid: number | undefined;
+  /** Host name of the owner, as recorded in the lock. */
+  readonly ownerHost: string | undefined;
+
+  /**
+   * @param path - the lock file
+   * @param owner - what the lock records about its owner
+   */
+  constructor(path: string, owner: { pid?: number; host?: string } = {}) {
+    const who = owner.pid === undefined ? 'another process' : `process ${owner.pid} on ${owner.host ?? 'an unknown host'}`;
+    super('E_LOCKED', `The store at ${path} is locked by ${who}`);
+    this.path = path;
+    this.ownerPid = owner.pid;
+    this.ownerHost = owner.host;
   }
 }
 

@@ -8,6 +8,7 @@
  *
  * @module
  */
+import type { StoreWarning } from './store/types.js';
 
 /** Why an operation touched a cache: it was named, or it is downstream of the one named. */
 export type CascadeCause = 'direct' | 'dependency';
@@ -15,8 +16,8 @@ export type CascadeCause = 'direct' | 'dependency';
 /** Where a cache's contents came from. */
 export type ContentsSource = 'store' | 'loader' | 'builder' | 'contents';
 
-/** Why a save ran. */
-export type SaveReason = 'manual' | 'deregister' | 'close';
+/** Why a save ran: asked for, AutoSync rules, deregister or close. */
+export type SaveReason = 'manual' | 'auto' | 'deregister' | 'close';
 
 /** Why an entry left memory without `delete()` or `clear()` being called for it. */
 export type RemovalReason = 'evict' | 'expire';
@@ -101,6 +102,9 @@ export interface CacheRemovedEvent {
   readonly reason: RemovalReason;
 }
 
+/** Payload of `store:warning`: the store repaired something or wants it known (see {@link StoreWarning}). */
+export type StoreWarningEvent = StoreWarning;
+
 /** Payload of `sync:start`. */
 export interface SyncStartEvent {
   /** The cache. */
@@ -148,6 +152,7 @@ export interface CacheManagerEvents {
   'cache:saved-deleted': (event: CacheSavedDeletedEvent) => void;
   'cache:deregistered': (event: CacheDeregisteredEvent) => void;
   'cache:removed': (event: CacheRemovedEvent) => void;
+  'store:warning': (event: StoreWarningEvent) => void;
   'sync:start': (event: SyncStartEvent) => void;
   'sync:done': (event: SyncDoneEvent) => void;
   'sync:error': (event: SyncErrorEvent) => void;
@@ -166,6 +171,7 @@ export const EVENTS = Object.freeze({
   savedDeleted: 'cache:saved-deleted',
   deregistered: 'cache:deregistered',
   removed: 'cache:removed',
+  storeWarning: 'store:warning',
   syncStart: 'sync:start',
   syncDone: 'sync:done',
   syncError: 'sync:error',

@@ -124,7 +124,11 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
     this.#timers = this.#options.timers ?? systemTimers;
     this.#ownsStore = this.#options.store === undefined;
     this.#store = this.#options.store ?? new FileStore({ dir: this.#options.dir });
-    this.#storeContext = Object.freeze({ codec: this.#codec, clock: this.#clock });
+    this.#storeContext = Object.freeze({
+      codec: this.#codec,
+      clock: this.#clock,
+      warn: (warning) => this.emit(EVENTS.storeWarning, warning),
+    });
     this.#hookOptions = Object.freeze({
       timeoutMs: this.#options.hookTimeoutMs,
       timers: this.#timers,

@@ -8,12 +8,39 @@ import type { Clock } from '../sync/clock.js';
  */
 export type StoredEntry = readonly [key: unknown, value: unknown, expiresAt: number];
 
+/** Something a store noticed and repaired, or wants the user to know (not a failure). */
+export interface StoreWarning {
+  /** The cache concerned. */
+  readonly name: string;
+  /** Stable kind: `'torn-tail'` (a partly written last batch was cut off), `'stale-lock'`, `'debris'` … */
+  readonly kind: string;
+  /** A sentence for humans, naming the file. */
+  readonly message: string;
+  /** The file involved. */
+  readonly path?: string;
+}
+
 /** What every store call is given by the manager. */
 export interface StoreContext {
   /** The codec to encode with; files record its name and are decoded by that codec. */
   readonly codec: Codec;
   /** The manager's clock (for timestamps such as `savedAt`). */
   readonly clock: Clock;
+  /** Reports a warning; the manager emits it as `store:warning`. */
+  readonly warn?: (warning: StoreWarning) => void;
+}
+
+/**
+ * The changes made to a cache since its last save, for stores that append them instead of
+ * rewriting the whole cache (see {@link CacheStore.saveChanges}).
+ */
+export interface ChangeBatch {
+  /** The cache was cleared before `sets` and `deletes`: everything saved earlier is gone. */
+  readonly cleared: boolean;
+  /** Entries written since the last save (their current value and absolute expiry). */
+  readonly sets: readonly StoredEntry[];
+  /** Keys deleted since the last save (and not written again since). */
+  readonly deletes: readonly unknown[];
 }
 
 /** A cache's persisted copy, as read back by {@link CacheStore.load}. */
@@ -64,6 +91,18 @@ export interface CacheStore {
   load(name: string, ctx: StoreContext): Promise<StoredSnapshot | undefined>;
   /** Replaces the persisted copy of `name` with `entries`, atomically. */
   save(name: string, entries: Iterable<StoredEntry>, ctx: StoreContext): Promise<SaveResult>;
+  /**
+   * Optional: applies a batch of changes to the persisted copy atomically (all of the batch
+   * or none of it), at a cost that follows the batch, not the cache. The manager calls it
+   * only when the persisted copy is exactly the state the batch starts from (it was loaded
+   * from or saved to this store since); otherwise it calls `save`.
+   */
+  saveChanges?(name: string, batch: ChangeBatch, ctx: StoreContext): Promise<SaveResult>;
+  /**
+   * Optional: reads one entry without loading the whole cache (`undefined` if absent or
+   * expired by `ctx.clock`). Used by the read-through tier.
+   */
+  loadEntry?(name: string, key: unknown, ctx: StoreContext): Promise<StoredEntry | undefined>;
   /** Removes the persisted copy; resolves `true` if there was one. */
   delete(name: string): Promise<boolean>;
   /** Whether a persisted copy of `name` exists (it may still be damaged). */
