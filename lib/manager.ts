@@ -42,7 +42,7 @@ import {
   type ResolvedManagerOptions,
 } from './options.js';
 import { FileStore } from './store/file.js';
-import type { CacheStore, StoreContext } from './store/types.js';
+import type { CacheStore, StoreContext, StoreWarning } from './store/types.js';
 import { systemClock, systemTimers, type Clock, type TimerProvider } from './sync/clock.js';
 
 /**
@@ -127,7 +127,7 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
     this.#storeContext = Object.freeze({
       codec: this.#codec,
       clock: this.#clock,
-      warn: (warning) => this.emit(EVENTS.storeWarning, warning),
+      warn: (warning: StoreWarning) => this.emit(EVENTS.storeWarning, warning),
     });
     this.#hookOptions = Object.freeze({
       timeoutMs: this.#options.hookTimeoutMs,
