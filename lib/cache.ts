@@ -10,7 +10,7 @@ import { EVENTS, type Emit } from './events.js';
 import type { LoadedContents } from './hooks.js';
 import { resolveEntryTtl, type Duration } from './options.js';
 import type { Codec } from './codec/types.js';
-import type { StoredEntry } from './store/types.js';
+import type { ChangeBatch, StoredEntry } from './store/types.js';
 import type { Clock } from './sync/clock.js';
 
 /**
@@ -35,26 +35,36 @@ export interface CacheSettings {
   readonly ttlMs: number | undefined;
 }
 
-/** What a save takes from a cache: a consistent snapshot and the change state it covers. */
-export interface SaveTicket<K, V> {
-  /** Entries as of the start of the save, least recently used first. */
-  readonly entries: StoredEntry[];
+/**
+ * What a save takes from a cache: either every entry (`entries`, for a full rewrite) or only
+ * what changed (`batch`), as of the start of the save, plus the change state it covers.
+ */
+export interface SaveTicket<K> {
+  /** Every entry, least recently used first (full saves only). */
+  readonly entries: StoredEntry[] | undefined;
+  /** The changes since the previous save (incremental saves only). */
+  readonly batch: ChangeBatch | undefined;
   /** Changes the save covers (returned to the cache if it fails). */
   readonly changes: number;
   /** Keys changed since the previous save. */
   readonly dirtyKeys: ReadonlySet<K>;
   /** Whether the cache was cleared since the previous save. */
   readonly cleared: boolean;
+  /** Unsaved entries that were evicted from memory, carried by `batch`. */
+  readonly evicted: readonly StoredEntry[];
 }
 
 /** Privileged operations only the manager performs. Reached through {@link cacheInternals}. */
 export interface CacheInternals<K, V> {
   /** Swaps in new contents. `dirty`: they differ from the persisted copy. */
   replace(contents: LoadedContents<K, V>, dirty: boolean): void;
-  /** Starts a save: snapshots contents and moves the change state into the ticket. */
-  beginSave(): SaveTicket<K, V>;
+  /**
+   * Starts a save: takes every entry (`'full'`) or only the changed ones (`'changes'`) and
+   * moves the change state into the ticket, so writes from now on count toward the next save.
+   */
+  beginSave(mode: 'full' | 'changes'): SaveTicket<K>;
   /** A save failed: its changes count as unsaved again. */
-  abortSave(ticket: SaveTicket<K, V>): void;
+  abortSave(ticket: SaveTicket<K>): void;
   /** Disconnects the cache from its manager: later writes throw E_CLOSED. */
   detach(): void;
 }
@@ -100,6 +110,8 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
   /** Expiry times of the entries that have one; empty for caches without TTLs (fast path). */
   #expiry = new Map<K, number>();
   #dirtyKeys = new Set<K>();
+  /** Unsaved entries that LRU eviction pushed out of memory: the next change batch writes them. */
+  #evictedDirty = new Map<K, StoredEntry>();
   #cleared = false;
   #changes = 0;
   #pending = new Map<K, Promise<V>>();
@@ -121,7 +133,7 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
     this.#ttlMs = settings.ttlMs;
     this.#internals = {
       replace: (contents, dirty) => this.#replace(contents, dirty),
-      beginSave: () => this.#beginSave(),
+      beginSave: (mode) => this.#beginSave(mode),
       abortSave: (ticket) => this.#abortSave(ticket),
       detach: () => {
         this.#detached = true;
@@ -241,9 +253,17 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
     if (this.#detached) throw new ClosedError(`cache ${JSON.stringify(this.name)}`);
     // A build in flight for this key must not write its (now stale) result back.
     this.#pending.delete(key);
+    const wasEvicted = this.#evictedDirty.size !== 0 && this.#evictedDirty.delete(key);
     const live = this.has(key);
     if (this.#expiry.size !== 0) this.#expiry.delete(key);
-    if (!this.#values.delete(key)) return false;
+    if (!this.#values.delete(key)) {
+      // A bounded cache may have evicted the key while its store still holds it: the delete
+      // must reach the store. An unbounded cache holds everything it has, so nothing changed.
+      if (this.#maxEntries === Number.POSITIVE_INFINITY) return false;
+      this.#changes++;
+      this.#dirtyKeys.add(key);
+      return wasEvicted;
+    }
     this.#changes++;
     this.#dirtyKeys.add(key);
     return live;
@@ -261,6 +281,7 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
     this.#expiry.clear();
     this.#pending.clear();
     this.#dirtyKeys.clear();
+    this.#evictedDirty.clear();
     this.#cleared = true;
     this.#changes++;
   }
@@ -407,6 +428,7 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
       const oldest = this.#values.keys().next();
       if (oldest.done === true) return;
       const key = oldest.value;
+      if (this.#dirtyKeys.has(key)) this.#evictedDirty.set(key, [key, this.#values.get(key), this.#expiry.get(key) ?? 0]);
       this.#values.delete(key);
       this.#expiry.delete(key);
       this.#emit(EVENTS.removed, { name: this.name, key, reason: 'evict' });
@@ -418,38 +440,74 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
     this.#expiry = contents.expiry;
     this.#pending.clear();
     this.#dirtyKeys = new Set();
-    if (this.#values.size > this.#maxEntries) this.#evictOverflow();
+    this.#evictedDirty = new Map();
     // Contents that differ from the persisted copy must be written whole at the next save.
     this.#cleared = dirty;
     this.#changes = dirty ? Math.max(1, this.#values.size) : 0;
     if (dirty) for (const key of this.#values.keys()) this.#dirtyKeys.add(key);
+    if (this.#values.size > this.#maxEntries) this.#evictOverflow();
   }
 
-  #beginSave(): SaveTicket<K, V> {
+  #beginSave(mode: 'full' | 'changes'): SaveTicket<K> {
     if (this.#expiry.size !== 0) this.purgeExpired();
-    const entries: StoredEntry[] = new Array(this.#values.size);
+    const evicted = [...this.#evictedDirty.values()];
+    const ticket: SaveTicket<K> = {
+      entries: mode === 'full' ? this.#allEntries() : undefined,
+      batch: mode === 'changes' ? this.#changeBatch() : undefined,
+      changes: this.#changes,
+      dirtyKeys: this.#dirtyKeys,
+      cleared: this.#cleared,
+      evicted,
+    };
+    // Writes from here on belong to the next save.
+    this.#changes = 0;
+    this.#dirtyKeys = new Set();
+    this.#evictedDirty = new Map();
+    this.#cleared = false;
+    return ticket;
+  }
+
+  #allEntries(): StoredEntry[] {
+    // Unsaved entries that eviction pushed out of memory come first: they are the oldest.
+    const entries: StoredEntry[] = new Array(this.#evictedDirty.size + this.#values.size);
     let i = 0;
+    for (const entry of this.#evictedDirty.values()) entries[i++] = entry;
     if (this.#expiry.size === 0) {
       for (const [key, value] of this.#values) entries[i++] = [key, value, 0];
     } else {
       for (const [key, value] of this.#values) entries[i++] = [key, value, this.#expiry.get(key) ?? 0];
     }
-    const ticket: SaveTicket<K, V> = {
-      entries,
-      changes: this.#changes,
-      dirtyKeys: this.#dirtyKeys,
-      cleared: this.#cleared,
-    };
-    // Writes from here on belong to the next save.
-    this.#changes = 0;
-    this.#dirtyKeys = new Set();
-    this.#cleared = false;
-    return ticket;
+    return entries;
   }
 
-  #abortSave(ticket: SaveTicket<K, V>): void {
+  /** The changed keys' current state: cost follows the changes, not the cache. */
+  #changeBatch(): ChangeBatch {
+    const sets: StoredEntry[] = [];
+    const deletes: unknown[] = [];
+    for (const key of this.#dirtyKeys) {
+      if (this.#values.has(key)) sets.push([key, this.#values.get(key), this.#expiry.get(key) ?? 0]);
+      else {
+        // An entry evicted after it was written is still "set": the store keeps what memory drops.
+        const evicted = this.#evictedDirty.get(key);
+        if (evicted !== undefined) sets.push(evicted);
+        else deletes.push(key);
+      }
+    }
+    return { cleared: this.#cleared, sets, deletes };
+  }
+
+  #abortSave(ticket: SaveTicket<K>): void {
+    const clearedSince = this.#cleared;
     this.#changes += ticket.changes;
     this.#cleared ||= ticket.cleared;
+    // Evicted entries exist nowhere else: keep them for the retry, unless written, deleted
+    // or cleared since (the newer state wins).
+    if (!clearedSince) {
+      for (const entry of ticket.evicted) {
+        const key = entry[0] as K;
+        if (!this.#dirtyKeys.has(key) && !this.#values.has(key)) this.#evictedDirty.set(key, entry);
+      }
+    }
     for (const key of ticket.dirtyKeys) this.#dirtyKeys.add(key);
   }
 }

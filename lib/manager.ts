@@ -64,6 +64,12 @@ interface Registration<K = unknown, V = unknown> {
   readonly options: ResolvedCacheOptions<K, V>;
   readonly cache: Cache<K, V>;
   readonly internals: CacheInternals<K, V>;
+  /**
+   * The store's copy is not known to be the state of the last load or save (a custom loader
+   * filled the cache, or `deleteSaved` removed the copy), so a batch of changes would not
+   * apply to it: the next save must write everything.
+   */
+  needsFullSave: boolean;
 }
 
 const emptyContents = <K, V>(): LoadedContents<K, V> => ({ values: new Map<K, V>(), expiry: new Map<K, number>() });
@@ -185,7 +191,7 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
             maxEntries: resolved.maxEntries,
             ttlMs: resolved.ttlMs,
           });
-          const reg: Registration<K, V> = { name, options: resolved, cache, internals: cacheInternals(cache) };
+          const reg: Registration<K, V> = { name, options: resolved, cache, internals: cacheInternals(cache), needsFullSave: false };
           let source: ContentsSource;
           if (resolved.contents !== undefined) {
             reg.internals.replace(normalizeContents(name, 'contents', resolved.contents, resolved.ttlMs, this.#clock), true);
@@ -549,6 +555,7 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
     }
     if (loaded !== undefined && (await this.#accepts(reg, loaded))) {
       reg.internals.replace(loaded, false);
+      reg.needsFullSave = source === 'loader';
       this.emit(EVENTS.loaded, { name, source, entries: loaded.values.size, ms: performance.now() - started });
       return source;
     }
@@ -592,7 +599,9 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
       built = normalizeContents<K, V>(name, 'builder', raw, options.ttlMs, this.#clock);
     }
     // Built contents are unsaved, unless there is nothing to save and nothing to replace.
+    // Either way they start from a clear, so a batch of changes applies to any stored copy.
     reg.internals.replace(built, options.persistent && (built.values.size > 0 || replacesCopy));
+    reg.needsFullSave = false;
     this.emit(EVENTS.built, { name, entries: built.values.size, ms: performance.now() - started });
   }
 
@@ -606,6 +615,7 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
     const deleter = reg.options.hooks.deleter;
     if (deleter === undefined) await this.#store.delete(name);
     else await this.#hook('deleter', name, (ctx) => deleter(ctx));
+    reg.needsFullSave = true;
   }
 
   async #invalidateNames(
@@ -649,19 +659,32 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
       const { name, options } = reg;
       if (!options.persistent || this.#caches.get(name) !== (reg as Registration)) return;
       const started = performance.now();
-      const ticket = reg.internals.beginSave();
+      const saver = options.hooks.saver;
+      const incremental = saver === undefined && this.#store.saveChanges !== undefined && !reg.needsFullSave;
+      const ticket = reg.internals.beginSave(incremental ? 'changes' : 'full');
       this.emit(EVENTS.syncStart, { name, reason });
       try {
+        let entries = 0;
         let bytes = 0;
-        const saver = options.hooks.saver;
-        if (saver === undefined) {
-          bytes = (await this.#store.save(name, ticket.entries, this.#storeContext)).bytes;
+        if (ticket.batch !== undefined) {
+          const { batch } = ticket;
+          // Nothing changed since the last save: the store already holds this state.
+          if (batch.cleared || batch.sets.length > 0 || batch.deletes.length > 0) {
+            bytes = (await this.#store.saveChanges!(name, batch, this.#storeContext)).bytes;
+          }
+          entries = batch.sets.length + batch.deletes.length;
+        } else if (saver === undefined) {
+          const all = ticket.entries ?? [];
+          bytes = (await this.#store.save(name, all, this.#storeContext)).bytes;
+          entries = all.length;
         } else {
           const contents = new Map<K, V>();
-          for (const [key, value] of ticket.entries) contents.set(key as K, value as V);
+          for (const [key, value] of ticket.entries ?? []) contents.set(key as K, value as V);
           await this.#hook('saver', name, (ctx) => saver(contents, ctx));
+          entries = contents.size;
         }
-        this.emit(EVENTS.syncDone, { name, reason, entries: ticket.entries.length, bytes, ms: performance.now() - started });
+        reg.needsFullSave = false;
+        this.emit(EVENTS.syncDone, { name, reason, entries, bytes, ms: performance.now() - started });
       } catch (err) {
         reg.internals.abortSave(ticket);
         this.emit(EVENTS.syncError, { name, reason, error: err });

@@ -7,6 +7,7 @@ import {
   UnserializableError,
   type CacheRemovedEvent,
 } from '../lib/index.js';
+import { cacheInternals } from '../lib/cache.js';
 import { record, rejection, useManagers } from './helpers.js';
 
 describe('Cache', () => {
@@ -280,6 +281,58 @@ describe('Cache', () => {
       sinon.stub(manager.store, 'save').rejects(fire);
       expect(await rejection(manager.save('c'))).to.equal(fire);
       expect(cache.pendingChanges).to.equal(2);
+    });
+  });
+
+  describe('change batches (what an incremental save writes)', () => {
+    it('holds only the changed keys, with their current values and expiry', async () => {
+      const now = 1_000;
+      const cache = await fx.make({ clock: { now: () => now } }).registerCache<string, number>('c', {
+        contents: [['a', 1], ['b', 2], ['c', 3]],
+      });
+      cacheInternals(cache).beginSave('full');
+      cache.set('a', 10).set('a', 11).set('d', 4, { ttl: 500 });
+      cache.delete('b');
+      const ticket = cacheInternals(cache).beginSave('changes');
+      expect(ticket.entries).to.equal(undefined);
+      expect(ticket.batch).to.deep.equal({ cleared: false, sets: [['a', 11, 0], ['d', 4, 1_500]], deletes: ['b'] });
+      expect(ticket.changes).to.equal(4);
+      expect(cache.pendingChanges).to.equal(0);
+    });
+
+    it('starts from a clear after clear()', async () => {
+      const cache = await fx.make().registerCache<string, number>('c', { contents: [['a', 1]] });
+      cacheInternals(cache).beginSave('changes');
+      cache.clear();
+      cache.set('z', 26);
+      expect(cacheInternals(cache).beginSave('changes').batch).to.deep.equal({ cleared: true, sets: [['z', 26, 0]], deletes: [] });
+    });
+
+    it('still writes an unsaved entry that LRU eviction pushed out of memory', async () => {
+      const cache = await fx.make().registerCache<string, number>('c', { maxEntries: 2 });
+      cache.set('a', 1).set('b', 2).set('c', 3);
+      expect(cache.has('a')).to.equal(false);
+      const ticket = cacheInternals(cache).beginSave('changes');
+      expect(ticket.batch?.sets).to.deep.equal([['a', 1, 0], ['b', 2, 0], ['c', 3, 0]]);
+    });
+
+    it('gives evicted entries back when the save fails, unless they were deleted since', async () => {
+      const cache = await fx.make().registerCache<string, number>('c', { maxEntries: 1 });
+      cache.set('a', 1).set('b', 2).set('x', 3); // a and b evicted, unsaved
+      const internals = cacheInternals(cache);
+      const failed = internals.beginSave('changes');
+      cache.delete('b'); // a delete made during the save wins over the failed save's copy
+      internals.abortSave(failed);
+      const retry = internals.beginSave('changes');
+      expect(retry.batch?.sets).to.deep.equal([['a', 1, 0], ['x', 3, 0]]);
+      expect(retry.batch?.deletes).to.deep.equal(['b']);
+      expect(retry.changes).to.equal(4);
+    });
+
+    it('includes evicted unsaved entries in a full save too', async () => {
+      const cache = await fx.make().registerCache<string, number>('c', { maxEntries: 1 });
+      cache.set('a', 1).set('b', 2);
+      expect(cacheInternals(cache).beginSave('full').entries).to.deep.equal([['a', 1, 0], ['b', 2, 0]]);
     });
   });
 
