@@ -22,10 +22,9 @@
 
 import { types } from 'node:util';
 import type { Codec, CodecProblem } from './types.js';
+import { UNTRACKED_VISITS, visit, type WalkState } from './walk.js';
 import { MAX_NESTING, propertySegment, shortenPath } from './v8.js';
 
-/** Objects visited before cycle tracking starts (see `UNTRACKED_VISITS` in `v8.ts`). */
-const UNTRACKED_VISITS = 64;
 /** Returned by a walk without colours that ran out of its budget. */
 const RESTART: CodecProblem = Object.freeze({ path: '', reason: 'restart with cycle tracking' });
 
@@ -95,24 +94,6 @@ function describePrototype(proto: object): string {
   return name === '' ? 'object with a custom prototype' : `class instance ${name}`;
 }
 
-/** The working stacks of a walk; see `v8.ts`. */
-interface WalkState {
-  readonly values: object[];
-  readonly depths: number[];
-  readonly paths: string[];
-  readonly tracked: boolean;
-}
-
-/** Checks a primitive child in place, or pushes an object child (see `visit` in `v8.ts`). */
-function visit(state: WalkState, child: unknown, depth: number, at: string): string | undefined {
-  if (typeof child === 'object' && child !== null) {
-    state.values.push(child);
-    state.depths.push(depth);
-    if (state.tracked) state.paths.push(at);
-    return undefined;
-  }
-  return primitiveProblem(child);
-}
 
 /**
  * The iterative walk behind `check`; see `walk` in `v8.ts` for the two passes (a
@@ -175,14 +156,14 @@ function walkWith(root: object, tracked: boolean, maxDepth: number, color: Map<o
           const child = array[i];
           // A hole reads as undefined; tell the two apart only on this slow path.
           if (child === undefined && !(i in array)) return { path: at, reason: 'hole in a sparse array (JSON would turn it into null)' };
-          reason = visit(state, child, next, at);
+          reason = visit(state, child, next, at, primitiveProblem);
           if (reason !== undefined) return { path: at, reason };
         }
       } else {
         const record = value as Record<string, unknown>;
         for (const key in record) {
           if (tracked) at = path + propertySegment(key);
-          reason = visit(state, record[key], next, at);
+          reason = visit(state, record[key], next, at, primitiveProblem);
           if (reason !== undefined) return { path: at, reason };
         }
       }

@@ -36,6 +36,7 @@
 import v8 from 'node:v8';
 import { types } from 'node:util';
 import type { Codec, CodecProblem } from './types.js';
+import { UNTRACKED_VISITS, visit, type WalkState } from './walk.js';
 
 /**
  * Deepest nesting `check` accepts. v8's serializer and deserializer are recursive: a chain
@@ -184,39 +185,8 @@ function isDetached(value: object): boolean {
   }
 }
 
-/**
- * Objects a walk visits before it starts tracking which it has seen. Most cached values
- * are small trees: walking them without a `seen` set saves its allocation, which would
- * cost more than the walk. A value with a cycle or more objects than this is walked again
- * from the start with a `seen` set (a cycle exhausts the budget instead of looping).
- */
-const UNTRACKED_VISITS = 64;
-
 /** Returned by a walk without `seen` that ran out of its budget. */
 const RESTART: CodecProblem = Object.freeze({ path: '', reason: 'restart with a seen set' });
-
-/** The working stacks of a walk: parallel arrays, so no allocation per visited object. */
-interface WalkState {
-  readonly values: object[];
-  readonly depths: number[];
-  readonly paths: string[];
-  readonly tracked: boolean;
-}
-
-/**
- * Checks a primitive child in place, or pushes an object child for a later visit.
- * Returns the reason a primitive cannot be encoded. (A module function, not a closure:
- * creating a closure per `check` would cost more than walking a small value.)
- */
-function visit(state: WalkState, child: unknown, depth: number, at: string): string | undefined {
-  if (typeof child === 'object' && child !== null) {
-    state.values.push(child);
-    state.depths.push(depth);
-    if (state.tracked) state.paths.push(at);
-    return undefined;
-  }
-  return primitiveProblem(child);
-}
 
 /**
  * The structural walk behind `check`: iterative (a deep value must not overflow the stack
@@ -267,7 +237,7 @@ function walkWith(root: object, tracked: boolean, seen: Set<object> | undefined)
           // of Object.prototype, which v8 would skip and this walk would over-check).
           for (const key in record) {
             if (tracked) at = path + propertySegment(key);
-            reason = visit(state, record[key], next, at);
+            reason = visit(state, record[key], next, at, primitiveProblem);
             if (reason !== undefined) return { path: at, reason };
           }
           break;
@@ -277,7 +247,7 @@ function walkWith(root: object, tracked: boolean, seen: Set<object> | undefined)
           if (array.length <= DENSE_WALK_LIMIT) {
             for (let i = 0; i < array.length; i++) {
               if (tracked) at = `${path}[${i}]`;
-              reason = visit(state, array[i], next, at);
+              reason = visit(state, array[i], next, at, primitiveProblem);
               if (reason !== undefined) return { path: at, reason };
             }
           } else {
@@ -286,7 +256,7 @@ function walkWith(root: object, tracked: boolean, seen: Set<object> | undefined)
             const record = array as unknown as Record<string, unknown>;
             for (const key in record) {
               if (tracked) at = path + (/^(0|[1-9]\d*)$/.test(key) ? `[${key}]` : propertySegment(key));
-              reason = visit(state, record[key], next, at);
+              reason = visit(state, record[key], next, at, primitiveProblem);
               if (reason !== undefined) return { path: at, reason };
             }
           }
@@ -296,10 +266,10 @@ function walkWith(root: object, tracked: boolean, seen: Set<object> | undefined)
           let i = 0;
           for (const [key, entry] of value as Map<unknown, unknown>) {
             if (tracked) at = `${path}<key #${i}>`;
-            reason = visit(state, key, next, at);
+            reason = visit(state, key, next, at, primitiveProblem);
             if (reason !== undefined) return { path: at, reason };
             if (tracked) at = `${path}<value #${i}>`;
-            reason = visit(state, entry, next, at);
+            reason = visit(state, entry, next, at, primitiveProblem);
             if (reason !== undefined) return { path: at, reason };
             i++;
           }
@@ -309,7 +279,7 @@ function walkWith(root: object, tracked: boolean, seen: Set<object> | undefined)
           let i = 0;
           for (const member of value as Set<unknown>) {
             if (tracked) at = `${path}<member #${i}>`;
-            reason = visit(state, member, next, at);
+            reason = visit(state, member, next, at, primitiveProblem);
             if (reason !== undefined) return { path: at, reason };
             i++;
           }
@@ -327,7 +297,7 @@ function walkWith(root: object, tracked: boolean, seen: Set<object> | undefined)
           }
           if (Object.hasOwn(error, 'cause')) {
             if (tracked) at = `${path}.cause`;
-            reason = visit(state, error.cause, next, at);
+            reason = visit(state, error.cause, next, at, primitiveProblem);
             if (reason !== undefined) return { path: at, reason };
           }
           break;
