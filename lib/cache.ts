@@ -6,11 +6,12 @@
  * @module
  */
 import { ClosedError, UnserializableError } from './errors.js';
-import { EVENTS, type Emit } from './events.js';
+import { EVENTS, type Emit, type SaveReason } from './events.js';
 import type { LoadedContents } from './hooks.js';
 import { resolveEntryTtl, type Duration } from './options.js';
 import type { Codec } from './codec/types.js';
 import type { ChangeBatch, StoredEntry } from './store/types.js';
+import type { AutoSyncRule } from './sync/autosync.js';
 import type { Clock } from './sync/clock.js';
 
 /**
@@ -33,6 +34,61 @@ export interface CacheSettings {
   readonly codec: Codec | undefined;
   readonly maxEntries: number;
   readonly ttlMs: number | undefined;
+  /** Called after every counted change (AutoSync's hot path). */
+  readonly onChange: () => void;
+  /** The manager's part of {@link Cache.stats}. */
+  readonly describe: () => PersistenceStats;
+}
+
+/** What the manager knows about a cache's persistence, part of {@link CacheStats}. */
+export interface PersistenceStats {
+  /** Whether the cache is saved at all. */
+  readonly persistent: boolean;
+  /** Its AutoSync rules, or `false`. */
+  readonly autoSync: readonly AutoSyncRule[] | false;
+  /** Successful saves since registration. */
+  readonly saves: number;
+  /** Failed saves since registration. */
+  readonly saveErrors: number;
+  /** When the last successful save finished (clock ms). */
+  readonly lastSaveAt: number | undefined;
+  /** How long it took, ms. */
+  readonly lastSaveMs: number | undefined;
+  /** Bytes it wrote. */
+  readonly lastSaveBytes: number | undefined;
+  /** Entries (or changes) it wrote. */
+  readonly lastSaveEntries: number | undefined;
+  /** Why it ran. */
+  readonly lastSaveReason: SaveReason | undefined;
+  /** The last failure: when, and its message. */
+  readonly lastError: { readonly at: number; readonly message: string } | undefined;
+  /** When AutoSync will save next with the current changes (clock ms), if a rule can fire. */
+  readonly nextSaveAt: number | undefined;
+  /** The rule that will fire then. */
+  readonly nextRule: AutoSyncRule | undefined;
+  /** When a failed automatic save is retried. */
+  readonly retryAt: number | undefined;
+  /** Whether a save is running now. */
+  readonly saving: boolean;
+}
+
+/**
+ * A snapshot of one cache: its size, unsaved changes, and persistence history.
+ *
+ * @example
+ * const { entries, pendingChanges, lastSaveAt, nextSaveAt } = cache.stats();
+ */
+export interface CacheStats extends PersistenceStats {
+  /** The cache's name. */
+  readonly name: string;
+  /** Live entries in memory. */
+  readonly entries: number;
+  /** The LRU bound (`Infinity` when unbounded). */
+  readonly maxEntries: number;
+  /** Unsaved changes (the dirty count). */
+  readonly pendingChanges: number;
+  /** Distinct keys changed since the last save. */
+  readonly dirtyKeys: number;
 }
 
 /**
@@ -121,6 +177,8 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
   readonly #codec: Codec | undefined;
   readonly #maxEntries: number;
   readonly #ttlMs: number | undefined;
+  readonly #onChange: () => void;
+  readonly #describe: () => PersistenceStats;
   readonly #internals: CacheInternals<K, V>;
 
   /** @internal Created by the manager; use `manager.registerCache()`. */
@@ -131,6 +189,8 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
     this.#codec = settings.codec;
     this.#maxEntries = settings.maxEntries;
     this.#ttlMs = settings.ttlMs;
+    this.#onChange = settings.onChange;
+    this.#describe = settings.describe;
     this.#internals = {
       replace: (contents, dirty) => this.#replace(contents, dirty),
       beginSave: (mode) => this.#beginSave(mode),
@@ -167,6 +227,24 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
    */
   get pendingChanges(): number {
     return this.#changes;
+  }
+
+  /**
+   * A snapshot of the cache: entries, unsaved changes, last save (time, duration, bytes)
+   * and when AutoSync will save next.
+   *
+   * @example
+   * const { pendingChanges, lastSaveAt, nextSaveAt } = cache.stats();
+   */
+  stats(): CacheStats {
+    return {
+      name: this.name,
+      entries: this.size,
+      maxEntries: this.#maxEntries,
+      pendingChanges: this.#changes,
+      dirtyKeys: this.#dirtyKeys.size,
+      ...this.#describe(),
+    };
   }
 
   /** Most entries kept in memory (`Infinity` when unbounded). */
@@ -240,6 +318,7 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
     }
     this.#changes++;
     this.#dirtyKeys.add(key);
+    this.#onChange();
     return this;
   }
 
@@ -262,10 +341,12 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
       if (this.#maxEntries === Number.POSITIVE_INFINITY) return false;
       this.#changes++;
       this.#dirtyKeys.add(key);
+      this.#onChange();
       return wasEvicted;
     }
     this.#changes++;
     this.#dirtyKeys.add(key);
+    this.#onChange();
     return live;
   }
 
@@ -284,6 +365,7 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
     this.#evictedDirty.clear();
     this.#cleared = true;
     this.#changes++;
+    this.#onChange();
   }
 
   /**

@@ -9,14 +9,16 @@
  * @module
  */
 export { CacheManager, getCacheManager } from './manager.js';
-export type { CascadeOptions } from './manager.js';
+export type { CascadeOptions, ManagerStats } from './manager.js';
 export { Cache } from './cache.js';
-export type { SetOptions } from './cache.js';
+export type { CacheStats, PersistenceStats, SetOptions } from './cache.js';
+export { DEFAULT_AUTOSYNC_RULES } from './sync/autosync.js';
+export type { AutoSyncOption, AutoSyncOptions, AutoSyncRule } from './sync/autosync.js';
 export { DependencyGraph } from './graph.js';
 export { FileStore } from './store/file.js';
 export type { FileStoreOptions } from './store/file.js';
 export { MemoryStore } from './store/memory.js';
-export type { CacheStore, StoreContext, StoredEntry, StoredSnapshot, SaveResult } from './store/types.js';
+export type { CacheStore, ChangeBatch, StoreContext, StoredEntry, StoredSnapshot, StoreWarning, SaveResult } from './store/types.js';
 export { v8Codec, jsonCodec } from './codec/index.js';
 export type { Codec, CodecName, CodecProblem } from './codec/types.js';
 export { parseDuration, validateCacheName } from './options.js';
@@ -42,6 +44,7 @@ export {
   UnsupportedFormatError,
   StoreIOError,
   SaveFailedError,
+  LockedError,
   ClosedError,
 } from './errors.js';
 export type { ErrorCode, HookName } from './errors.js';

@@ -8,7 +8,7 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { EventEmitter } from 'eventemitter3';
-import { Cache, cacheInternals, type CacheInternals } from './cache.js';
+import { Cache, cacheInternals, type CacheInternals, type PersistenceStats } from './cache.js';
 import { resolveCodec } from './codec/index.js';
 import type { Codec } from './codec/types.js';
 import {
@@ -43,6 +43,7 @@ import {
 } from './options.js';
 import { FileStore } from './store/file.js';
 import type { CacheStore, StoreContext, StoreWarning } from './store/types.js';
+import { AutoSync, resolveAutoSync, sameAutoSync, type AutoSyncRule, type ResolvedAutoSync } from './sync/autosync.js';
 import { systemClock, systemTimers, type Clock, type TimerProvider } from './sync/clock.js';
 
 /**
@@ -70,9 +71,44 @@ interface Registration<K = unknown, V = unknown> {
    * apply to it: the next save must write everything.
    */
   needsFullSave: boolean;
+  /** Resolved AutoSync rules (`false` for non-persistent caches). */
+  readonly autoSync: ResolvedAutoSync;
+  /** What the saves of this cache did so far. */
+  readonly history: SaveHistory;
+}
+
+interface SaveHistory {
+  saves: number;
+  errors: number;
+  last: { at: number; ms: number; bytes: number; entries: number; reason: SaveReason } | undefined;
+  lastError: { at: number; message: string } | undefined;
+}
+
+/**
+ * A snapshot of the manager and its caches, for dashboards and logs.
+ *
+ * @example
+ * const { caches, pendingChanges } = manager.stats();
+ */
+export interface ManagerStats {
+  /** The manager's name. */
+  readonly name: string;
+  /** The store's kind (`'file'`, `'memory'`, ...). */
+  readonly store: string;
+  /** Registered caches. */
+  readonly caches: readonly ReturnType<Cache['stats']>[];
+  /** Unsaved changes over all caches. */
+  readonly pendingChanges: number;
+  /** Entries in memory over all caches. */
+  readonly entries: number;
+  /** The manager's default AutoSync rules. */
+  readonly autoSync: ResolvedAutoSync;
+  /** Whether `close()` was called. */
+  readonly closed: boolean;
 }
 
 const emptyContents = <K, V>(): LoadedContents<K, V> => ({ values: new Map<K, V>(), expiry: new Map<K, number>() });
+const noop = (): void => undefined;
 
 /**
  * A registry of named caches, their dependency graph and their persistence.
@@ -113,6 +149,7 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
   readonly #inFlight = new Set<Promise<unknown>>();
   readonly #closeController = new AbortController();
   readonly #hookOptions: HookRunOptions;
+  readonly #autoSync: AutoSync;
   #closing: Promise<void> | undefined;
 
   /**
@@ -135,6 +172,8 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
       clock: this.#clock,
       warn: (warning: StoreWarning) => this.emit(EVENTS.storeWarning, warning),
     });
+    // Failed automatic saves are reported by #save as sync:error events; nothing to add here.
+    this.#autoSync = new AutoSync({ clock: this.#clock, timers: this.#timers, onError: () => undefined });
     this.#hookOptions = Object.freeze({
       timeoutMs: this.#options.hookTimeoutMs,
       timers: this.#timers,
@@ -183,6 +222,8 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
       return await this.#track(
         this.#withLock(name, async () => {
           const usesStoreCodec = resolved.persistent && resolved.hooks.saver === undefined;
+          const rules = resolved.persistent ? resolveAutoSync(resolved.autoSync, this.#options.autoSync) : false;
+          const history: SaveHistory = { saves: 0, errors: 0, last: undefined, lastError: undefined };
           const cache = new Cache<K, V>({
             name,
             clock: this.#clock,
@@ -190,8 +231,18 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
             codec: usesStoreCodec ? this.#codec : undefined,
             maxEntries: resolved.maxEntries,
             ttlMs: resolved.ttlMs,
+            onChange: rules === false ? noop : () => this.#autoSync.changed(name),
+            describe: () => this.#persistenceStats(name, resolved.persistent, rules, history),
           });
-          const reg: Registration<K, V> = { name, options: resolved, cache, internals: cacheInternals(cache), needsFullSave: false };
+          const reg: Registration<K, V> = {
+            name,
+            options: resolved,
+            cache,
+            internals: cacheInternals(cache),
+            needsFullSave: false,
+            autoSync: rules,
+            history,
+          };
           let source: ContentsSource;
           if (resolved.contents !== undefined) {
             reg.internals.replace(normalizeContents(name, 'contents', resolved.contents, resolved.ttlMs, this.#clock), true);
@@ -200,6 +251,13 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
             source = await this.#fill(reg);
           }
           this.#caches.set(name, reg as Registration);
+          // "Since the last save" starts now; contents that are already dirty are scheduled.
+          this.#autoSync.add({
+            name,
+            rules,
+            pendingChanges: () => cache.pendingChanges,
+            save: () => this.#track(this.#save(reg, 'auto')),
+          });
           this.emit(EVENTS.registered, { name, source, entries: cache.size });
           return cache;
         }),
@@ -392,6 +450,7 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
         if (reg.options.persistent && reg.cache.pendingChanges > 0) await this.#save(reg, 'deregister');
         reg.internals.detach();
         this.#caches.delete(name);
+        this.#autoSync.remove(name);
         this.emit(EVENTS.deregistered, { name });
       }),
     );
@@ -435,6 +494,25 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
   }
 
   /**
+   * A snapshot of every registered cache's {@link Cache.stats} and the totals.
+   *
+   * @example
+   * for (const c of manager.stats().caches) console.log(c.name, c.pendingChanges, c.nextSaveAt);
+   */
+  stats(): ManagerStats {
+    const caches = [...this.#caches.values()].map((reg) => reg.cache.stats());
+    return {
+      name: this.name,
+      store: this.#store.kind,
+      caches,
+      pendingChanges: caches.reduce((sum, c) => sum + c.pendingChanges, 0),
+      entries: caches.reduce((sum, c) => sum + c.entries, 0),
+      autoSync: this.#options.autoSync,
+      closed: this.closed,
+    };
+  }
+
+  /**
    * Waits for running operations, saves every cache with unsaved changes, closes the store
    * it created, and refuses further calls. Idempotent: later calls return the same promise.
    *
@@ -446,7 +524,8 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
   close(): Promise<void> {
     if (this.#closing !== undefined) return this.#closing;
     this.#closing = (async () => {
-      await Promise.allSettled([...this.#inFlight]);
+      const autoSaves = this.#autoSync.close();
+      await Promise.allSettled([...this.#inFlight, autoSaves]);
       const dirty = [...this.#caches.values()].filter((reg) => reg.options.persistent && reg.cache.pendingChanges > 0);
       let failure: unknown;
       try {
@@ -530,6 +609,26 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
     }
   }
 
+  #persistenceStats(name: string, persistent: boolean, rules: ResolvedAutoSync, history: SaveHistory): PersistenceStats {
+    const auto = this.#autoSync.stats(name);
+    return {
+      persistent,
+      autoSync: rules,
+      saves: history.saves,
+      saveErrors: history.errors,
+      lastSaveAt: history.last?.at,
+      lastSaveMs: history.last?.ms,
+      lastSaveBytes: history.last?.bytes,
+      lastSaveEntries: history.last?.entries,
+      lastSaveReason: history.last?.reason,
+      lastError: history.lastError,
+      nextSaveAt: auto?.nextDueAt,
+      nextRule: auto?.dueRule,
+      retryAt: auto?.retryAt,
+      saving: auto?.saving ?? false,
+    };
+  }
+
   #context(name: string, signal: AbortSignal): HookContext {
     return { name, manager: this, signal };
   }
@@ -602,6 +701,7 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
     // Either way they start from a clear, so a batch of changes applies to any stored copy.
     reg.internals.replace(built, options.persistent && (built.values.size > 0 || replacesCopy));
     reg.needsFullSave = false;
+    this.#autoSync.changed(name);
     this.emit(EVENTS.built, { name, entries: built.values.size, ms: performance.now() - started });
   }
 
@@ -658,6 +758,8 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
     return this.#withLock(reg.name, async () => {
       const { name, options } = reg;
       if (!options.persistent || this.#caches.get(name) !== (reg as Registration)) return;
+      // An automatic save that another save overtook has nothing left to do.
+      if (reason === 'auto' && reg.cache.pendingChanges === 0 && !reg.needsFullSave) return;
       const started = performance.now();
       const saver = options.hooks.saver;
       const incremental = saver === undefined && this.#store.saveChanges !== undefined && !reg.needsFullSave;
@@ -684,9 +786,17 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
           entries = contents.size;
         }
         reg.needsFullSave = false;
-        this.emit(EVENTS.syncDone, { name, reason, entries, bytes, ms: performance.now() - started });
+        const ms = performance.now() - started;
+        const at = this.#clock.now();
+        reg.history.saves++;
+        reg.history.last = { at, ms, bytes, entries, reason };
+        this.#autoSync.saved(name, at);
+        this.emit(EVENTS.syncDone, { name, reason, entries, bytes, ms });
       } catch (err) {
         reg.internals.abortSave(ticket);
+        reg.history.errors++;
+        reg.history.lastError = { at: this.#clock.now(), message: err instanceof Error ? err.message : String(err) };
+        this.#autoSync.changed(name);
         this.emit(EVENTS.syncError, { name, reason, error: err });
         throw err;
       }
@@ -718,7 +828,9 @@ function forgetManager(manager: CacheManager): void {
 
 /** Option names whose resolved values differ. */
 function differingOptions(a: ResolvedManagerOptions, b: ResolvedManagerOptions): string[] {
-  return (Object.keys(a) as Array<keyof ResolvedManagerOptions>).filter((key) => !Object.is(a[key], b[key]));
+  return (Object.keys(a) as Array<keyof ResolvedManagerOptions>).filter((key) =>
+    key === 'autoSync' ? !sameAutoSync(a.autoSync, b.autoSync) : !Object.is(a[key], b[key]),
+  );
 }
 
 /**

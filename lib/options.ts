@@ -11,6 +11,7 @@ import type { Codec } from './codec/types.js';
 import { InvalidNameError, InvalidOptionError } from './errors.js';
 import type { CacheHooks } from './hooks.js';
 import type { CacheStore } from './store/types.js';
+import { autoSyncSchema, resolveAutoSync, type AutoSyncOption, type ResolvedAutoSync } from './sync/autosync.js';
 import type { Clock, TimerProvider } from './sync/clock.js';
 
 /** A duration: milliseconds, or a string such as `'500ms'`, `'10s'`, `'10m'`, `'1h'`, `'2d'`. */
@@ -121,6 +122,8 @@ export const managerOptionsSchema = z.strictObject({
   timers: timersSchema.optional(),
   /** Longest a hook may run before its signal is aborted and it fails with E_HOOK_TIMEOUT (ms or '30s'). @default no limit */
   hookTimeout: durationSchema.optional(),
+  /** When caches are saved without being asked: Redis-style rules, or false. @default DEFAULT_AUTOSYNC_RULES */
+  autoSync: autoSyncSchema.optional(),
 });
 
 /**
@@ -146,6 +149,12 @@ export interface CacheManagerOptions {
   timers?: TimerProvider;
   /** Longest a hook may run before its signal is aborted and it fails with E_HOOK_TIMEOUT. @default no limit */
   hookTimeout?: Duration;
+  /**
+   * When caches are saved without being asked: `{ rules: [{ seconds, changes }, ...] }`
+   * (Redis `save S C` semantics, see docs/autosync.md), or `false` to save only on `save`,
+   * `saveAll`, `deregister` and `close`. @default `{60 s, 10 000}`, `{300 s, 10}`, `{900 s, 1}`
+   */
+  autoSync?: AutoSyncOption;
 }
 
 /** {@link CacheManagerOptions} after validation and defaults. */
@@ -158,6 +167,7 @@ export interface ResolvedManagerOptions {
   readonly clock: Clock | undefined;
   readonly timers: TimerProvider | undefined;
   readonly hookTimeoutMs: number | undefined;
+  readonly autoSync: ResolvedAutoSync;
 }
 
 /** Turns zod issues into one InvalidOptionError naming the first bad option. */
@@ -201,6 +211,7 @@ export function resolveManagerOptions(input: unknown): ResolvedManagerOptions {
     clock: o.clock,
     timers: o.timers,
     hookTimeoutMs: o.hookTimeout === undefined ? undefined : parseDuration(o.hookTimeout),
+    autoSync: resolveAutoSync(o.autoSync),
   });
 }
 
@@ -231,6 +242,8 @@ export const cacheOptionsSchema = z.strictObject({
     .optional(),
   /** Default time-to-live of entries. @default entries never expire */
   ttl: durationSchema.optional(),
+  /** AutoSync rules of this cache, or false. @default the manager's */
+  autoSync: autoSyncSchema.optional(),
 });
 
 /**
@@ -250,6 +263,8 @@ export interface CacheOptions<K = unknown, V = unknown> extends CacheHooks<K, V>
   maxEntries?: number;
   /** Default time-to-live of entries (ms or '10m'); stored as an absolute expiry. @default never */
   ttl?: Duration;
+  /** This cache's AutoSync rules, or `false` (never saved automatically). @default the manager's `autoSync` */
+  autoSync?: AutoSyncOption;
 }
 
 /** {@link CacheOptions} after validation and defaults. */
@@ -260,6 +275,8 @@ export interface ResolvedCacheOptions<K, V> {
   readonly hooks: Readonly<CacheHooks<K, V>>;
   readonly maxEntries: number;
   readonly ttlMs: number | undefined;
+  /** The cache's own `autoSync` option, resolved against the manager's at registration. */
+  readonly autoSync: AutoSyncOption | undefined;
 }
 
 /**
@@ -294,6 +311,7 @@ export function resolveCacheOptions<K, V>(cacheName: string, input: unknown): Re
     hooks: Object.freeze(hooks),
     maxEntries: o.maxEntries ?? Number.POSITIVE_INFINITY,
     ttlMs: o.ttl === undefined ? undefined : parseDuration(o.ttl),
+    autoSync: o.autoSync,
   });
 }
 

@@ -625,6 +625,94 @@ describe('CacheManager', () => {
     });
   });
 
+  describe('automatic saving (AutoSync)', () => {
+    const T0 = Date.UTC(2026, 0, 1);
+    const fakeTime = () => sinon.useFakeTimers({ now: T0, toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+
+    it('saves one change after more than 900 s, not a tick earlier (default rules)', async () => {
+      const clock = fakeTime();
+      const store = new MemoryStore();
+      const manager = fx.make({ store });
+      const saved = record<SyncDoneEvent>(manager, 'sync:done');
+      const cache = await manager.registerCache<string, number>('c');
+      await clock.tickAsync(10_000);
+      cache.set('a', 1);
+      expect(cache.stats().nextSaveAt).to.equal(T0 + 900_001);
+      await clock.tickAsync(900_000 - 10_000);
+      expect(saved).to.deep.equal([]);
+      await clock.tickAsync(1);
+      expect(saved.map((e) => [e.name, e.reason, e.entries])).to.deep.equal([['c', 'auto', 1]]);
+      expect(cache.pendingChanges).to.equal(0);
+      expect(cache.stats()).to.include({ saves: 1, lastSaveAt: T0 + 900_001, lastSaveReason: 'auto', nextSaveAt: undefined });
+      expect((await store.load('c', { codec: manager.codec, clock: { now: Date.now } }))?.entries).to.deep.equal([['a', 1, 0]]);
+    });
+
+    it('follows per-cache rules and autoSync: false', async () => {
+      const clock = fakeTime();
+      const manager = fx.make({ store: new MemoryStore(), autoSync: { rules: [{ seconds: 10, changes: 2 }] } });
+      const saved = record<SyncDoneEvent>(manager, 'sync:done');
+      const inherits = await manager.registerCache('inherits');
+      const own = await manager.registerCache('own', { autoSync: { rules: [{ seconds: 1, changes: 1 }] } });
+      const never = await manager.registerCache('never', { autoSync: false });
+      inherits.set('a', 1);
+      own.set('a', 1);
+      never.set('a', 1);
+      await clock.tickAsync(60_000);
+      expect(saved.map((e) => e.name)).to.deep.equal(['own']);
+      inherits.set('b', 2);
+      await clock.tickAsync(1);
+      expect(saved.map((e) => e.name)).to.deep.equal(['own', 'inherits']);
+      expect(never.stats()).to.include({ autoSync: false, pendingChanges: 1 });
+    });
+
+    it('keeps the changes of a failed automatic save, reports it, and retries after at least 5 s', async () => {
+      const clock = fakeTime();
+      const store = new MemoryStore();
+      const manager = fx.make({ store, autoSync: { rules: [{ seconds: 1, changes: 1 }] } });
+      const errors = record(manager, 'sync:error');
+      const saved = record<SyncDoneEvent>(manager, 'sync:done');
+      const cache = await manager.registerCache('c');
+      const save = sinon.stub(store, 'save').rejects(new Error('disk full'));
+      cache.set('a', 1);
+      await clock.tickAsync(1_001);
+      expect(errors).to.have.length(1);
+      expect(cache.pendingChanges).to.equal(1);
+      expect(cache.stats().saveErrors).to.equal(1);
+      save.restore();
+      await clock.tickAsync(4_998);
+      expect(saved).to.deep.equal([]);
+      await clock.tickAsync(10_000);
+      expect(saved).to.have.length(1);
+      expect(cache.pendingChanges).to.equal(0);
+    });
+
+    it('flushes on close and leaves no timer behind', async () => {
+      const clock = fakeTime();
+      const store = new MemoryStore();
+      const manager = fx.make({ store });
+      (await manager.registerCache('c')).set('a', 1);
+      expect(clock.countTimers()).to.equal(1);
+      await manager.close();
+      expect(clock.countTimers()).to.equal(0);
+      expect(await store.has('c')).to.equal(true);
+    });
+
+    it('validates the rules, naming the option', () => {
+      expect(() => new CacheManager({ autoSync: { rules: [{ seconds: -1, changes: 1 }] } })).to.throw(InvalidOptionError, /autoSync\.rules\.0\.seconds/);
+      expect(() => new CacheManager({ autoSync: { rules: [] } })).to.throw(InvalidOptionError, /autoSync/);
+    });
+
+    it('sums the caches in manager.stats()', async () => {
+      const manager = fx.make({ store: new MemoryStore() });
+      (await manager.registerCache('a')).set('x', 1).set('y', 2);
+      await manager.registerCache('b', { contents: [['z', 3]] });
+      const stats = manager.stats();
+      expect(stats).to.include({ name: manager.name, store: 'memory', entries: 3, closed: false });
+      expect(stats.caches.map((c) => c.name)).to.deep.equal(['a', 'b']);
+      expect(stats.pendingChanges).to.equal(3);
+    });
+  });
+
   describe('#close()', () => {
     it('saves what changed, once, and is idempotent', async () => {
       const manager = fx.make();
