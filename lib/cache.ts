@@ -181,7 +181,12 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
   readonly #describe: () => PersistenceStats;
   readonly #internals: CacheInternals<K, V>;
 
-  /** @internal Created by the manager; use `manager.registerCache()`. */
+  /**
+   * @internal Created by the manager; use `manager.registerCache()`.
+   *
+   * @example
+   * const cache = await manager.registerCache('users'); // not `new Cache(...)`
+   */
   constructor(settings: CacheSettings) {
     this.name = settings.name;
     this.#clock = settings.clock;
@@ -201,7 +206,12 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
     };
   }
 
-  /** `'Cache'`, so `Object.prototype.toString` and inspectors name it. */
+  /**
+   * `'Cache'`, so `Object.prototype.toString` and inspectors name it.
+   *
+   * @example
+   * Object.prototype.toString.call(cache); // '[object Cache]'
+   */
   get [Symbol.toStringTag](): string {
     return 'Cache';
   }
@@ -247,7 +257,12 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
     };
   }
 
-  /** Most entries kept in memory (`Infinity` when unbounded). */
+  /**
+   * Most entries kept in memory (`Infinity` when unbounded).
+   *
+   * @example
+   * (await manager.registerCache('tiles', { maxEntries: 500 })).maxEntries; // 500
+   */
   get maxEntries(): number {
     return this.#maxEntries;
   }

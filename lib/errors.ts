@@ -27,7 +27,12 @@ export type ErrorCode =
   | 'E_LOCKED'
   | 'E_CLOSED';
 
-/** Shortens a key for an error message: keys are data, and data can be long. */
+/**
+ * Shortens a key for an error message: keys are data, and data can be long.
+ *
+ * @example
+ * describeKey('k'.repeat(100)); // '"kkk…' cut at 80 characters
+ */
 export function describeKey(key: unknown): string {
   let text: string;
   if (typeof key === 'string') text = JSON.stringify(key);

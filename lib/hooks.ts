@@ -77,6 +77,7 @@ export interface LoadedContents<K, V> {
  * Entries built or loaded by hooks get the cache's default TTL, if it has one.
  *
  * @throws InvalidContentsError naming the cache and the hook
+ * @internal used by the manager and caches; not exported from the package.
  */
 export function normalizeContents<K, V>(
   cacheName: string,
@@ -116,6 +117,7 @@ export function normalizeContents<K, V>(
 /**
  * Reads a cache's persisted copy through the store (the default loader), dropping entries
  * that have expired by `clock`.
+ * @internal used by the manager and caches; not exported from the package.
  */
 export async function loadFromStore<K, V>(
   store: CacheStore,
@@ -151,6 +153,7 @@ export interface HookRunOptions {
  * Runs one hook: gives it a signal, enforces the timeout, and wraps whatever it throws in
  * {@link HookError} (with `cause`). A hook that times out is abandoned; its late result or
  * rejection is ignored.
+ * @internal used by the manager and caches; not exported from the package.
  */
 export async function runHook<T>(
   hook: HookName,

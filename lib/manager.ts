@@ -191,12 +191,22 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
     return this.#store;
   }
 
-  /** The codec values are encoded with. */
+  /**
+   * The codec values are encoded with.
+   *
+   * @example
+   * manager.codec.name; // 'v8'
+   */
   get codec(): Codec {
     return this.#codec;
   }
 
-  /** Whether `close()` was called. */
+  /**
+   * Whether `close()` was called.
+   *
+   * @example
+   * await manager.close(); manager.closed; // true
+   */
   get closed(): boolean {
     return this.#closing !== undefined;
   }
@@ -542,7 +552,12 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
     return this.#closing;
   }
 
-  /** Same as {@link CacheManager.close}, for `await using`. */
+  /**
+   * Same as {@link CacheManager.close}, for `await using`.
+   *
+   * @example
+   * { await using manager = new CacheManager(); } // closed (and flushed) here
+   */
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }

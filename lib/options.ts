@@ -319,6 +319,7 @@ export function resolveCacheOptions<K, V>(cacheName: string, input: unknown): Re
  * Parses a per-entry `ttl` given to `cache.set()`.
  *
  * @throws InvalidOptionError naming `ttl` and the cache
+ * @internal used by the manager and caches; not exported from the package.
  */
 export function resolveEntryTtl(cacheName: string, ttl: unknown): number {
   const ms = parseDuration(ttl);

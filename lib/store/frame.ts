@@ -154,6 +154,26 @@ export interface FrameEncodeOptions {
    * @default 16 MiB
    */
   readonly chunkBytes?: number;
+  /**
+   * Called for every chunk written, with where its payload sits in the frame and the
+   * entries it holds (FileStore indexes keys by chunk this way, for single-key reads).
+   */
+  readonly onChunk?: (chunk: FrameChunk, entries: readonly StoredEntry[]) => void;
+}
+
+/**
+ * Where one chunk's payload sits inside a frame, and its checksum.
+ *
+ * @example
+ * const chunk: FrameChunk = { offset: 120, length: 4096, crc: 0x1234abcd };
+ */
+export interface FrameChunk {
+  /** Byte offset of the payload from the start of the frame (after its 8-byte chunk header). */
+  readonly offset: number;
+  /** Payload length in bytes. */
+  readonly length: number;
+  /** crc32 of the payload. */
+  readonly crc: number;
 }
 
 /**
@@ -170,6 +190,8 @@ export interface FrameSummary {
   readonly chunks: number;
   /** Total bytes of the frame. */
   readonly bytes: number;
+  /** The frame's checksum (its last four bytes): identifies this exact frame. */
+  readonly crc: number;
 }
 
 /**
@@ -205,6 +227,8 @@ export interface DecodedFrame {
   readonly entries: StoredEntry[];
   /** Its size in bytes. */
   readonly bytes: number;
+  /** The frame's checksum (its last four bytes). */
+  readonly crc: number;
 }
 
 /**
@@ -218,6 +242,8 @@ export interface FrameDecodeOptions {
   readonly codec: Codec;
   /** The cache the frame must belong to; a frame of another cache is corrupt. */
   readonly cacheName?: string;
+  /** Called after each chunk is decoded, with its place in the frame and its entries. */
+  readonly onChunk?: (chunk: FrameChunk, entries: readonly StoredEntry[]) => void;
 }
 
 /**
@@ -271,19 +297,44 @@ function unserializable(cacheName: string, codec: Codec, entry: StoredEntry, cau
 }
 
 /**
- * Encodes `batch` as one or more payloads. When the codec throws on a multi-entry batch
- * (an unencodable value, or a batch too large for one buffer or string), the batch is
- * split in two and each half retried, left first, so output order is entry order; a
- * single entry that still fails is the culprit and is reported by key.
+ * One encoded payload and the items it holds (`items.slice(start, end)`).
+ *
+ * @example
+ * for (const { payload, start, end } of encodePayloads('users', v8Codec, entries)) write(payload);
  */
-function* encodeBatch(cacheName: string, codec: Codec, batch: StoredEntry[]): Generator<Uint8Array, void, undefined> {
-  const ranges: [number, number][] = [[0, batch.length]];
+export interface EncodedPayload {
+  /** The codec's bytes. */
+  readonly payload: Uint8Array;
+  /** Index of the first item it holds. */
+  readonly start: number;
+  /** Index after the last item it holds. */
+  readonly end: number;
+}
+
+/**
+ * Encodes `items` (entries `[key, value, expiresAt]`, or any array whose first element is
+ * a key and second a value) as one or more payloads. When the codec throws on several
+ * items (an unencodable value, or too much for one buffer or string), they are split in
+ * two and each half retried, left first, so payloads come in item order; a single item
+ * that still fails is the culprit and is reported by key.
+ *
+ * @throws {UnserializableError} naming the key of the first item the codec cannot encode
+ * @example
+ * const parts = [...encodePayloads('users', v8Codec, [['a', 1, 0], ['b', 2, 0]])];
+ */
+export function* encodePayloads(
+  cacheName: string,
+  codec: Codec,
+  items: readonly (readonly unknown[])[],
+): Generator<EncodedPayload, void, undefined> {
+  const ranges: [number, number][] = [[0, items.length]];
   while (ranges.length > 0) {
     const [start, end] = ranges.pop() as [number, number];
+    if (start === end) continue;
     let payload: Uint8Array | undefined;
     let failure: unknown;
     try {
-      payload = codec.encode(start === 0 && end === batch.length ? batch : batch.slice(start, end));
+      payload = codec.encode(start === 0 && end === items.length ? items : items.slice(start, end));
       if (!(payload instanceof Uint8Array)) {
         throw new TypeError(`codec ${JSON.stringify(codec.name)} returned ${typeof payload} instead of a Uint8Array`);
       }
@@ -293,9 +344,9 @@ function* encodeBatch(cacheName: string, codec: Codec, batch: StoredEntry[]): Ge
       payload = undefined;
     }
     if (payload !== undefined) {
-      yield payload;
+      yield { payload, start, end };
     } else if (end - start === 1) {
-      throw unserializable(cacheName, codec, batch[start] as StoredEntry, failure);
+      throw unserializable(cacheName, codec, items[start] as StoredEntry, failure);
     } else {
       const middle = start + Math.floor((end - start) / 2);
       ranges.push([middle, end], [start, middle]);
@@ -360,12 +411,16 @@ export function* encodeFrame(
   let limit = maxEntries;
   let batch: StoredEntry[] = [];
 
+  const onChunk = options.onChunk;
+
   function* flush(): Generator<Uint8Array, void, undefined> {
-    for (const payload of encodeBatch(cacheName, codec, batch)) {
+    for (const { payload, start, end } of encodePayloads(cacheName, codec, batch)) {
       const chunkHeader = Buffer.allocUnsafe(CHUNK_HEADER_SIZE);
+      const payloadCrc = crc32(payload);
       chunkHeader.writeUInt32BE(payload.byteLength, 0);
-      chunkHeader.writeUInt32BE(crc32(payload), 4);
+      chunkHeader.writeUInt32BE(payloadCrc, 4);
       crc = crc32(payload, crc32(chunkHeader, crc));
+      onChunk?.({ offset: bytes + CHUNK_HEADER_SIZE, length: payload.byteLength, crc: payloadCrc }, start === 0 && end === batch.length ? batch : batch.slice(start, end));
       bytes += CHUNK_HEADER_SIZE + payload.byteLength;
       chunks += 1;
       yield chunkHeader;
@@ -395,7 +450,7 @@ export function* encodeFrame(
   trailer.writeUInt32BE(crc, TRAILER_SIZE - 4);
   bytes += TRAILER_SIZE;
   yield trailer;
-  return { entries: count, chunks, bytes };
+  return { entries: count, chunks, bytes, crc };
 }
 
 /**
@@ -627,9 +682,10 @@ export async function decodeFrame(input: Uint8Array | FrameReader, source: strin
       }
       entries.push(entry as unknown as StoredEntry);
     }
+    options.onChunk?.(chunk, decoded as StoredEntry[]);
   }
   if (BigInt(entries.length) !== announced) {
     throw corrupt(`trailer announces ${announced} entries, chunks hold ${entries.length}`, trailerStart + 8);
   }
-  return { header, entries, bytes: size };
+  return { header, entries, bytes: size, crc };
 }
