@@ -71,8 +71,6 @@ interface Registration<K = unknown, V = unknown> {
    * apply to it: the next save must write everything.
    */
   needsFullSave: boolean;
-  /** Resolved AutoSync rules (`false` for non-persistent caches). */
-  readonly autoSync: ResolvedAutoSync;
   /** What the saves of this cache did so far. */
   readonly history: SaveHistory;
 }
@@ -250,7 +248,6 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
             cache,
             internals: cacheInternals(cache),
             needsFullSave: false,
-            autoSync: rules,
             history,
           };
           let source: ContentsSource;
