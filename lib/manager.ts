@@ -34,6 +34,7 @@ import {
 } from './hooks.js';
 import {
   resolveCacheOptions,
+  resolveCascade,
   resolveManagerOptions,
   validateCacheName,
   type CacheManagerOptions,
@@ -373,7 +374,7 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
   async invalidate(name: string, options: CascadeOptions = {}): Promise<void> {
     this.#assertOpen();
     this.#registration(name);
-    const names = this.#affected(name, options.cascade ?? true);
+    const names = this.#affected(name, resolveCascade(options, true));
     await this.#track(this.#invalidateNames(names, (n) => (n === name ? 'direct' : 'dependency'), () => name));
   }
 
@@ -388,7 +389,7 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
   async reload(name: string, options: CascadeOptions = {}): Promise<void> {
     this.#assertOpen();
     this.#registration(name);
-    await this.#track(this.#reloadNames(this.#affected(name, options.cascade ?? false)));
+    await this.#track(this.#reloadNames(this.#affected(name, resolveCascade(options, false))));
   }
 
   /**
@@ -404,7 +405,7 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
   async save(name: string, options: CascadeOptions = {}): Promise<void> {
     this.#assertOpen();
     this.#registration(name);
-    const names = this.#affected(name, options.cascade ?? false);
+    const names = this.#affected(name, resolveCascade(options, false));
     await this.#track(
       (async () => {
         for (const n of names) {
@@ -426,7 +427,7 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
   async deleteSaved(name: string, options: CascadeOptions = {}): Promise<void> {
     this.#assertOpen();
     this.#registration(name);
-    const names = this.#affected(name, options.cascade ?? true);
+    const names = this.#affected(name, resolveCascade(options, true));
     await this.#track(
       (async () => {
         for (const n of names) {

@@ -331,3 +331,20 @@ export function resolveEntryTtl(cacheName: string, ttl: unknown): number {
     );
   return ms;
 }
+
+const cascadeOptionsSchema = z.strictObject({
+  cascade: z.boolean({ message: 'must be a boolean' }).optional(),
+});
+
+/**
+ * Validates the `{ cascade }` options of an operation and applies its default.
+ *
+ * @throws InvalidOptionError naming the option
+ * @internal used by the manager; not exported from the package.
+ */
+export function resolveCascade(input: unknown, fallback: boolean): boolean {
+  if (input === undefined) return fallback;
+  const parsed = cascadeOptionsSchema.safeParse(input);
+  if (!parsed.success) throw toOptionError(parsed.error);
+  return parsed.data.cascade ?? fallback;
+}

@@ -72,6 +72,15 @@ describe('CacheManager', () => {
       expect(manager.hasCache('c')).to.equal(false);
     });
 
+    it('rejects bad operation options, naming them, before doing anything', async () => {
+      const manager = fx.make();
+      const cache = await manager.registerCache('a', { contents: [['k', 1]] });
+      expect(await rejection(manager.invalidate('a', { cascade: 'yes' } as never))).to.be.instanceOf(InvalidOptionError).and.have.property('option', 'cascade');
+      expect(await rejection(manager.save('a', { cascde: true } as never))).to.have.property('option', 'cascde');
+      expect(await rejection(manager.reload('a', 7 as never))).to.be.instanceOf(InvalidOptionError);
+      expect(cache.get('k')).to.equal(1);
+    });
+
     it('puts files under <tmpdir>/cachegraph/<name> by default', () => {
       const manager = new CacheManager({ name: 'spec-default-dir', store: new MemoryStore() });
       expect(new CacheManager({ name: 'spec-default-dir' }).store.locate('a')).to.match(/cachegraph[\\/]spec-default-dir[\\/]/);
