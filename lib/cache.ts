@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { ClosedError, UnserializableError } from './errors.js';
+import { ClosedError, InvalidOptionError, UnserializableError } from './errors.js';
 import { EVENTS, type Emit, type SaveReason } from './events.js';
 import type { LoadedContents } from './hooks.js';
 import { resolveEntryTtl, type Duration } from './options.js';
@@ -320,7 +320,7 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
       problem = codec.check(value);
       if (problem !== undefined) throw new UnserializableError(this.name, key, codec.name, problem.path, problem.reason);
     }
-    const ttlMs = options?.ttl === undefined ? this.#ttlMs : resolveEntryTtl(this.name, options.ttl);
+    const ttlMs = options === undefined ? this.#ttlMs : this.#entryTtl(options);
     if (ttlMs !== undefined) this.#expiry.set(key, this.#clock.now() + ttlMs);
     else if (this.#expiry.size !== 0) this.#expiry.delete(key);
     if (this.#maxEntries === Number.POSITIVE_INFINITY) {
@@ -493,6 +493,16 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
    */
   forEach(callback: (value: V, key: K, cache: this) => void, thisArg?: unknown): void {
     for (const [key, value] of this.entries()) callback.call(thisArg, value, key, this);
+  }
+
+  /** Validates the options of one `set()` (off the fast path: only when options are given). */
+  #entryTtl(options: SetOptions): number | undefined {
+    if (typeof options !== 'object' || options === null)
+      throw new InvalidOptionError('', 'the options of set() must be an object like { ttl }', this.name);
+    for (const key of Object.keys(options)) {
+      if (key !== 'ttl') throw new InvalidOptionError(key, `unknown option '${key}' of set() (only 'ttl')`, this.name);
+    }
+    return options.ttl === undefined ? this.#ttlMs : resolveEntryTtl(this.name, options.ttl);
   }
 
   /** True (and the entry dropped) if `key` has an expiry that has passed. */

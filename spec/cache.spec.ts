@@ -135,6 +135,13 @@ describe('Cache', () => {
       expect(cache.pendingChanges).to.equal(0);
     });
 
+    it('rejects unknown set() options, naming them', async () => {
+      const cache = await fx.make().registerCache<string, number>('c');
+      expect(() => cache.set('a', 1, { ttll: 5 } as never)).to.throw(InvalidOptionError, /'ttll'/);
+      expect(() => cache.set('a', 1, 5 as never)).to.throw(InvalidOptionError, /must be an object/);
+      expect(cache.has('a')).to.equal(false);
+    });
+
     it('keeps absolute expiry times across a restart', async () => {
       let now = 1_000;
       const clock = { now: () => now };
