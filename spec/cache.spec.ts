@@ -286,6 +286,7 @@ describe('Cache', () => {
       cache.set('a', 1).set('b', 2);
       const fire = new Error('disk on fire');
       sinon.stub(manager.store, 'save').rejects(fire);
+      if (manager.store.saveChanges !== undefined) sinon.stub(manager.store, 'saveChanges').rejects(fire);
       expect(await rejection(manager.save('c'))).to.equal(fire);
       expect(cache.pendingChanges).to.equal(2);
     });
