@@ -25,6 +25,7 @@ export type ErrorCode =
   | 'E_STORE_IO'
   | 'E_SAVE_FAILED'
   | 'E_LOCKED'
+  | 'E_MEMO_KEY'
   | 'E_CLOSED';
 
 /**
@@ -444,6 +445,32 @@ export class LockedError extends CacheGraphError {
     this.path = path;
     this.ownerPid = owner.pid;
     this.ownerHost = owner.host;
+  }
+}
+
+/**
+ * The arguments of a memoized call cannot be turned into a stable key: a function, an
+ * unregistered symbol, a class instance without a `key` function, a cycle, ... `path`
+ * names the culprit (`args[1].user`).
+ *
+ * @example
+ * hashArgs([new User()]); // MemoKeyError: E_MEMO_KEY, path 'args[0]'
+ */
+export class MemoKeyError extends CacheGraphError {
+  /** Where: `args` and a path into it, or `identity.<field>`. */
+  readonly path: string;
+  /** What is there: `'function'`, `'class instance User ...'`, `'cycle (...)'`, ... */
+  readonly reason: string;
+
+  /**
+   * @param path - where the culprit is
+   * @param reason - what it is and, when useful, what to do
+   * @param options - `cause`, when reading the value threw
+   */
+  constructor(path: string, reason: string, options?: { cause?: unknown }) {
+    super('E_MEMO_KEY', `Cannot build a memoization key from ${path}: ${reason}`, options);
+    this.path = path;
+    this.reason = reason;
   }
 }
 
