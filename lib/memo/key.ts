@@ -98,13 +98,13 @@
  * @module
  */
 
-import { MemoKeyError } from '../errors.js';
-
-export { MemoKeyError };
 import { hash } from 'node:crypto';
 import os from 'node:os';
 import { types } from 'node:util';
 import { propertySegment, shortenPath } from '../codec/v8.js';
+import { MemoKeyError } from '../errors.js';
+
+export { MemoKeyError };
 
 // Stands in for a CacheGraphError until lib/errors.ts gets a class and a stable code for it.
 
