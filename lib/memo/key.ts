@@ -106,8 +106,6 @@ import { MemoKeyError } from '../errors.js';
 
 export { MemoKeyError };
 
-// Stands in for a CacheGraphError until lib/errors.ts gets a class and a stable code for it.
-
 /** What identifies a memoized function; see {@link memoKey}. */
 export interface MemoIdentity {
   /** The cache its results live in. */
