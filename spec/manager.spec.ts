@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { readdir, readFile, stat, truncate, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import sinon from 'sinon';
 import {
@@ -24,6 +24,29 @@ import {
   type SyncDoneEvent,
 } from '../lib/index.js';
 import { record, rejection, useManagers } from './helpers.js';
+
+/** The entries of a store directory other than its writer lock. */
+async function dataFiles(dir: string): Promise<string[]> {
+  return (await readdir(dir)).filter((f) => f !== 'LOCK');
+}
+
+/**
+ * Makes the store hold `name` as one snapshot (a save after deleteSaved writes everything,
+ * where other saves append changes to a log), then closes the manager.
+ */
+async function writeSnapshot(manager: CacheManager, name: string): Promise<void> {
+  await manager.deleteSaved(name);
+  await manager.save(name);
+  await manager.close();
+}
+
+/** The snapshot file of a cache saved by a FileStore (one directory per cache). */
+async function snapshotOf(manager: CacheManager, name: string): Promise<string> {
+  const dir = manager.store.locate(name);
+  const snapshots = (await readdir(dir)).filter((f) => f.endsWith('.snapshot'));
+  expect(snapshots, `snapshots in ${dir}`).to.have.length(1);
+  return path.join(dir, snapshots[0] ?? '');
+}
 
 describe('CacheManager', () => {
   const fx = useManagers();
@@ -200,7 +223,8 @@ describe('CacheManager', () => {
         cache.set(i, i);
         await manager.save('c');
       }
-      expect(await readdir(fx.dir)).to.deep.equal([path.basename(manager.store.locate('c'))]);
+      expect(await dataFiles(fx.dir)).to.deep.equal([path.basename(manager.store.locate('c'))]);
+      expect((await readdir(manager.store.locate('c'))).filter((f) => f.includes('.tmp-'))).to.deep.equal([]);
     });
 
     it('reloads: unsaved changes are reverted, in the same Cache object', async () => {
@@ -571,8 +595,8 @@ describe('CacheManager', () => {
     it('fails loudly on a corrupt file, naming it', async () => {
       const first = fx.make();
       (await first.registerCache('c')).set('a', 'x'.repeat(100));
-      await first.close();
-      const file = first.store.locate('c');
+      await writeSnapshot(first, 'c');
+      const file = await snapshotOf(first, 'c');
       const bytes = await readFile(file);
       bytes[bytes.length - 40] = (bytes[bytes.length - 40] ?? 0) ^ 0xff;
       await writeFile(file, bytes);
@@ -585,8 +609,8 @@ describe('CacheManager', () => {
     it('fails loudly on a truncated file', async () => {
       const first = fx.make();
       (await first.registerCache('c')).set('a', 'x'.repeat(1000));
-      await first.close();
-      const file = first.store.locate('c');
+      await writeSnapshot(first, 'c');
+      const file = await snapshotOf(first, 'c');
       await truncate(file, (await stat(file)).size - 10);
       expect(await rejection(fx.make().registerCache('c'))).to.be.instanceOf(CorruptFileError);
     });
@@ -594,8 +618,8 @@ describe('CacheManager', () => {
     it('quarantines a corrupt file and rebuilds when configured', async () => {
       const first = fx.make();
       (await first.registerCache('c')).set('a', 1);
-      await first.close();
-      const file = first.store.locate('c');
+      await writeSnapshot(first, 'c');
+      const file = await snapshotOf(first, 'c');
       await truncate(file, 20);
       const second = fx.make({ onCorrupt: 'quarantine' });
       const rejected = record<CacheRejectedEvent>(second, 'cache:rejected');
@@ -605,12 +629,15 @@ describe('CacheManager', () => {
       expect(rejected[0]?.reason).to.equal('corrupt');
       const moved = rejected[0]?.quarantinedTo ?? '';
       expect(path.basename(moved)).to.match(/\.corrupt-/);
-      expect((await stat(moved)).size).to.equal(20);
+      // The damaged copy is kept aside for inspection, byte for byte.
+      const kept = path.join(moved, path.basename(file));
+      expect((await stat(kept)).size).to.equal(20);
     });
 
     it('treats a zero-byte file as nothing saved', async () => {
       const manager = fx.make();
-      await writeFile(manager.store.locate('c'), '');
+      await mkdir(manager.store.locate('c'), { recursive: true });
+      await writeFile(path.join(manager.store.locate('c'), 'MANIFEST'), '');
       const cache = await manager.registerCache('c', { builder: () => [['built', 1]] });
       expect(cache.get('built')).to.equal(1);
     });
@@ -624,7 +651,7 @@ describe('CacheManager', () => {
         await manager.save(name);
         expect(path.dirname(manager.store.locate(name)), name).to.equal(fx.dir);
       }
-      expect((await readdir(fx.dir)).length).to.equal(names.length);
+      expect((await dataFiles(fx.dir)).length).to.equal(names.length);
       await manager.close();
       const again = fx.make();
       for (const name of names) expect((await again.registerCache(name)).get('name')).to.equal(name);

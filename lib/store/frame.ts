@@ -190,8 +190,6 @@ export interface FrameSummary {
   readonly chunks: number;
   /** Total bytes of the frame. */
   readonly bytes: number;
-  /** The frame's checksum (its last four bytes): identifies this exact frame. */
-  readonly crc: number;
 }
 
 /**
@@ -450,7 +448,19 @@ export function* encodeFrame(
   trailer.writeUInt32BE(crc, TRAILER_SIZE - 4);
   bytes += TRAILER_SIZE;
   yield trailer;
-  return { entries: count, chunks, bytes, crc };
+  return { entries: count, chunks, bytes };
+}
+
+/**
+ * The checksum of a frame, read from its trailer (the last piece {@link encodeFrame}
+ * yields, or the frame's last bytes); {@link DecodedFrame.crc} gives it on reading.
+ *
+ * @example
+ * frameChecksum(bytes) === (await decodeFrame(bytes, 'mem', { codec: v8Codec })).crc; // true
+ */
+export function frameChecksum(trailerOrFrame: Uint8Array): number {
+  if (trailerOrFrame.byteLength < TRAILER_SIZE) throw new RangeError('not a frame trailer');
+  return view(trailerOrFrame).getUint32(trailerOrFrame.byteLength - 4);
 }
 
 /**

@@ -8,7 +8,7 @@ import { expect } from 'chai';
 import { CacheGraphError, UnserializableError } from '../../lib/errors.js';
 import { jsonCodec, v8Codec } from '../../lib/codec/index.js';
 import type { Codec } from '../../lib/codec/types.js';
-import type { CacheStore, StoreContext, StoredEntry } from '../../lib/store/types.js';
+import type { CacheStore, ChangeBatch, SaveResult, StoreContext, StoredEntry } from '../../lib/store/types.js';
 
 /** A fixed clock: tests never read the real time. */
 export const FIXED_NOW = Date.UTC(2024, 4, 1, 12, 0, 0);
@@ -390,6 +390,159 @@ export function describeStoreConformance(label: string, factory: () => Promise<S
         await store.quarantine('again', v8);
         await store.save('again', [['k', 2, 0]], v8);
         expect((await store.load('again', v8))?.entries).to.deep.equal([['k', 2, 0]]);
+      });
+    });
+
+    /** The store's saveChanges, or skips the test when it has none. */
+    function saveChangesOf(test: Mocha.Context): (name: string, batch: ChangeBatch, ctx: StoreContext) => Promise<SaveResult> {
+      const method = store.saveChanges;
+      if (method === undefined) test.skip();
+      return (name, batch, ctx) => (method as NonNullable<CacheStore['saveChanges']>).call(store, name, batch, ctx);
+    }
+
+    /** The store's loadEntry, or skips the test when it has none. */
+    function loadEntryOf(test: Mocha.Context): (name: string, key: unknown, ctx: StoreContext) => Promise<StoredEntry | undefined> {
+      const method = store.loadEntry;
+      if (method === undefined) test.skip();
+      return (name, key, ctx) => (method as NonNullable<CacheStore['loadEntry']>).call(store, name, key, ctx);
+    }
+
+    const batch = (sets: StoredEntry[] = [], deletes: unknown[] = [], cleared = false): ChangeBatch => ({ cleared, sets, deletes });
+
+    describe('#saveChanges() (stores that have it)', function () {
+      it('applies sets and deletes to the saved copy; a new key comes last, expiry kept', async function () {
+        const saveChanges = saveChangesOf(this);
+        await store.save('changes', [['a', 1, 0], ['b', 2, 0], ['c', 3, 0]], v8);
+        const result = await saveChanges('changes', batch([['b', 20, FIXED_NOW + 5000], ['d', 4, 0]], ['a']), v8);
+        expect(result.entries).to.equal(3);
+        expect(result.location).to.equal(store.locate('changes'));
+        const entries = (await store.load('changes', v8))?.entries;
+        expect(new Map(entries?.map(([k, v, e]) => [k, [v, e]]))).to.deep.equal(
+          new Map<unknown, unknown>([['c', [3, 0]], ['b', [20, FIXED_NOW + 5000]], ['d', [4, 0]]]),
+        );
+        expect(entries?.at(-1)?.[0]).to.equal('d');
+      });
+
+      it('applies successive batches in order', async function () {
+        const saveChanges = saveChangesOf(this);
+        await store.save('ordered', [['k', 0, 0]], v8);
+        for (let i = 1; i <= 5; i++) await saveChanges('ordered', batch([['k', i, 0]]), v8);
+        await saveChanges('ordered', batch([], ['k']), v8);
+        await saveChanges('ordered', batch([['k', 'last', 0]]), v8);
+        expect((await store.load('ordered', v8))?.entries).to.deep.equal([['k', 'last', 0]]);
+      });
+
+      it('creates the copy of a cache that was never saved (the batch applies to an empty cache)', async function () {
+        const saveChanges = saveChangesOf(this);
+        expect(await store.has('fresh')).to.equal(false);
+        await saveChanges('fresh', batch([['x', 1, 0]], ['never-there']), v8);
+        expect(await store.has('fresh')).to.equal(true);
+        expect(await store.list()).to.deep.equal(['fresh']);
+        expect((await store.load('fresh', v8))?.entries).to.deep.equal([['x', 1, 0]]);
+      });
+
+      it('a cleared batch forgets everything saved before it, then applies its sets', async function () {
+        const saveChanges = saveChangesOf(this);
+        await store.save('cleared', [['a', 1, 0], ['b', 2, 0]], v8);
+        await saveChanges('cleared', batch([['c', 3, 0]], [], true), v8);
+        expect((await store.load('cleared', v8))?.entries).to.deep.equal([['c', 3, 0]]);
+        await saveChanges('cleared', batch([], [], true), v8);
+        expect((await store.load('cleared', v8))?.entries).to.deep.equal([]);
+      });
+
+      it('accepts an empty batch without changing anything', async function () {
+        const saveChanges = saveChangesOf(this);
+        await store.save('empty-batch', [['a', 1, 0]], v8);
+        await saveChanges('empty-batch', batch(), v8);
+        expect((await store.load('empty-batch', v8))?.entries).to.deep.equal([['a', 1, 0]]);
+      });
+
+      it('rejects an unencodable value naming the key, and the copy is unchanged', async function () {
+        const saveChanges = saveChangesOf(this);
+        await store.save('guarded-batch', [['ok', 1, 0]], v8);
+        const error = await rejectionOf(saveChanges('guarded-batch', batch([['fine', 2, 0], ['bad', { fn: () => 1 }, 0]]), v8));
+        expect(error).to.be.instanceOf(UnserializableError).with.property('key', 'bad');
+        expect((await store.load('guarded-batch', v8))?.entries).to.deep.equal([['ok', 1, 0]]);
+        await saveChanges('guarded-batch', batch([['fine', 2, 0]]), v8);
+        expect((await store.load('guarded-batch', v8))?.entries).to.deep.equal([['ok', 1, 0], ['fine', 2, 0]]);
+      });
+
+      it('keeps object keys identified by their contents', async function () {
+        const saveChanges = saveChangesOf(this);
+        await store.save('object-keys', [[{ id: 1 }, 'one', 0], [[1, 2], 'pair', 0]], v8);
+        await saveChanges('object-keys', batch([[{ id: 1 }, 'uno', 0]], [[1, 2]]), v8);
+        expect((await store.load('object-keys', v8))?.entries).to.deep.equal([[{ id: 1 }, 'uno', 0]]);
+      });
+
+      it('is replaced by a later full save; delete removes it; quarantine moves it', async function () {
+        const saveChanges = saveChangesOf(this);
+        await store.save('lifecycle-log', [['a', 1, 0]], v8);
+        await saveChanges('lifecycle-log', batch([['b', 2, 0]]), v8);
+        await store.save('lifecycle-log', [['z', 26, 0]], v8);
+        expect((await store.load('lifecycle-log', v8))?.entries).to.deep.equal([['z', 26, 0]]);
+        await saveChanges('lifecycle-log', batch([['y', 25, 0]]), v8);
+        expect(await store.delete('lifecycle-log')).to.equal(true);
+        expect(await store.load('lifecycle-log', v8)).to.equal(undefined);
+        await saveChanges('lifecycle-log', batch([['new', 1, 0]]), v8);
+        expect(await store.quarantine('lifecycle-log', v8)).to.be.a('string');
+        expect(await store.has('lifecycle-log')).to.equal(false);
+      });
+
+      it('reports when the last batch was written', async function () {
+        const saveChanges = saveChangesOf(this);
+        await store.save('when', [['a', 1, 0]], contextWith(v8Codec, 1000));
+        await saveChanges('when', batch([['b', 2, 0]]), contextWith(v8Codec, 2000));
+        expect((await store.load('when', v8))?.savedAt).to.equal(2000);
+      });
+    });
+
+    describe('#loadEntry() (stores that have it)', function () {
+      it('reads one saved entry, or undefined for an absent key or cache', async function () {
+        const loadEntry = loadEntryOf(this);
+        await store.save('entries', [['a', { n: 1 }, 0], [7, 'seven', 0]], v8);
+        expect(await loadEntry('entries', 'a', v8)).to.deep.equal(['a', { n: 1 }, 0]);
+        expect(await loadEntry('entries', 7, v8)).to.deep.equal([7, 'seven', 0]);
+        expect(await loadEntry('entries', '7', v8)).to.equal(undefined);
+        expect(await loadEntry('entries', 'missing', v8)).to.equal(undefined);
+        expect(await loadEntry('never-saved', 'a', v8)).to.equal(undefined);
+      });
+
+      it('sees the latest batch: updated, deleted and cleared keys', async function () {
+        const loadEntry = loadEntryOf(this);
+        const saveChanges = saveChangesOf(this);
+        await store.save('latest', [['a', 1, 0], ['b', 2, 0], ['c', 3, 0]], v8);
+        await saveChanges('latest', batch([['a', 10, 0]], ['b']), v8);
+        expect(await loadEntry('latest', 'a', v8)).to.deep.equal(['a', 10, 0]);
+        expect(await loadEntry('latest', 'b', v8)).to.equal(undefined);
+        expect(await loadEntry('latest', 'c', v8)).to.deep.equal(['c', 3, 0]);
+        await saveChanges('latest', batch([['d', 4, 0]], [], true), v8);
+        expect(await loadEntry('latest', 'c', v8)).to.equal(undefined);
+        expect(await loadEntry('latest', 'd', v8)).to.deep.equal(['d', 4, 0]);
+      });
+
+      it('treats an entry expired by the clock as absent', async function () {
+        const loadEntry = loadEntryOf(this);
+        await store.save('expiring', [['soon', 1, FIXED_NOW + 10], ['never', 2, 0]], v8);
+        expect(await loadEntry('expiring', 'soon', contextWith(v8Codec, FIXED_NOW + 9))).to.deep.equal(['soon', 1, FIXED_NOW + 10]);
+        expect(await loadEntry('expiring', 'soon', contextWith(v8Codec, FIXED_NOW + 10))).to.equal(undefined);
+        expect(await loadEntry('expiring', 'never', contextWith(v8Codec, FIXED_NOW + 1e9))).to.deep.equal(['never', 2, 0]);
+      });
+
+      it('finds object keys by their contents and returns copies', async function () {
+        const loadEntry = loadEntryOf(this);
+        await store.save('object-entry', [[{ id: 1 }, { list: [1] }, 0]], v8);
+        const first = await loadEntry('object-entry', { id: 1 }, v8);
+        expect(first).to.deep.equal([{ id: 1 }, { list: [1] }, 0]);
+        ((first?.[1] as { list: number[] }).list).push(2);
+        expect(await loadEntry('object-entry', { id: 1 }, v8)).to.deep.equal([{ id: 1 }, { list: [1] }, 0]);
+        expect(await loadEntry('object-entry', { id: 2 }, v8)).to.equal(undefined);
+      });
+
+      it('reads entries among many (several chunks)', async function () {
+        const loadEntry = loadEntryOf(this);
+        const entries = Array.from({ length: 5000 }, (_, i): StoredEntry => [`key-${i}`, i, 0]);
+        await store.save('many-entries', entries, v8);
+        for (const i of [0, 1023, 1024, 2500, 4999]) expect(await loadEntry('many-entries', `key-${i}`, v8)).to.deep.equal([`key-${i}`, i, 0]);
       });
     });
 
