@@ -16,7 +16,7 @@ export { DEFAULT_AUTOSYNC_RULES } from './sync/autosync.js';
 export type { AutoSyncOption, AutoSyncOptions, AutoSyncRule, ResolvedAutoSync } from './sync/autosync.js';
 export { DependencyGraph } from './graph.js';
 export { FileStore } from './store/file.js';
-export type { FileStoreOptions } from './store/file.js';
+export type { AppendFsync, CompactionOptions, CompactionResult, FileStoreOptions } from './store/file.js';
 export { MemoryStore } from './store/memory.js';
 export type { CacheStore, ChangeBatch, StoreContext, StoredEntry, StoredSnapshot, StoreWarning, SaveResult } from './store/types.js';
 export { v8Codec, jsonCodec } from './codec/index.js';
