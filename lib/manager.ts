@@ -721,12 +721,12 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
   async #deletePersisted(name: string): Promise<void> {
     const reg = this.#caches.get(name);
     if (reg === undefined) {
-      await this.#store.delete(name);
+      await this.#store.delete(name, this.#storeContext);
       return;
     }
     if (!reg.options.persistent) return;
     const deleter = reg.options.hooks.deleter;
-    if (deleter === undefined) await this.#store.delete(name);
+    if (deleter === undefined) await this.#store.delete(name, this.#storeContext);
     else await this.#hook('deleter', name, (ctx) => deleter(ctx));
     reg.needsFullSave = true;
   }

@@ -628,12 +628,12 @@ export class FileStore implements CacheStore {
    * @example
    * await store.delete('users'); // true
    */
-  async delete(name: string): Promise<boolean> {
+  async delete(name: string, ctx?: StoreContext): Promise<boolean> {
     const stem = toFileName(name);
     const cacheDir = this.locate(name);
     if (this.#readOnly) throw readOnlyError(this.#dir);
     if ((await lstatOrUndefined(cacheDir)) === undefined && !this.#states.has(stem)) return false;
-    await this.#writable();
+    await this.#writable(name, ctx);
     return this.#exclusive(stem, async () => {
       const state = this.#states.get(stem);
       if (state !== undefined) await this.#forget(state);

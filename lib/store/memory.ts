@@ -11,7 +11,8 @@
  */
 
 import { decodeFrame, encodeFrameToBytes } from './frame.js';
-import type { CacheStore, SaveResult, StoreContext, StoredEntry, StoredSnapshot } from './types.js';
+import { KeyMap, Patch } from './log/keys.js';
+import type { CacheStore, ChangeBatch, SaveResult, StoreContext, StoredEntry, StoredSnapshot } from './types.js';
 
 const LOCATION_PREFIX = 'memory:';
 
@@ -76,6 +77,42 @@ export class MemoryStore implements CacheStore {
     const { bytes, summary } = encodeFrameToBytes(name, entries, ctx);
     this.#blobs.set(name, bytes);
     return { entries: summary.entries, bytes: summary.bytes, location: this.locate(name) };
+  }
+
+  /**
+   * Applies a batch of changes to the saved copy (all of it, or nothing if encoding fails).
+   * Unlike FileStore, this re-encodes the whole copy: MemoryStore is for tests and small
+   * caches, and keeps one blob per cache so every load exercises the frame checks.
+   *
+   * @throws {UnserializableError} naming the key the codec cannot encode
+   * @example
+   * await store.saveChanges('users', { cleared: false, sets: [['u2', 2, 0]], deletes: ['u1'] }, ctx);
+   */
+  async saveChanges(name: string, batch: ChangeBatch, ctx: StoreContext): Promise<SaveResult> {
+    const base = batch.cleared ? [] : ((await this.load(name, ctx))?.entries ?? []);
+    const patch = new Patch(ctx.codec);
+    for (const entry of batch.sets) patch.apply(entry);
+    for (const key of batch.deletes) patch.apply([key]);
+    const { bytes } = encodeFrameToBytes(name, await patch.merge(base), ctx);
+    this.#blobs.set(name, bytes);
+    return { entries: batch.sets.length + batch.deletes.length, bytes: bytes.byteLength, location: this.locate(name) };
+  }
+
+  /**
+   * Reads one entry of the saved copy; `undefined` if absent or expired by `ctx.clock`.
+   * (It decodes the whole copy: see {@link MemoryStore.saveChanges}.)
+   *
+   * @example
+   * await store.loadEntry('users', 'u2', ctx); // ['u2', 2, 0]
+   */
+  async loadEntry(name: string, key: unknown, ctx: StoreContext): Promise<StoredEntry | undefined> {
+    const snapshot = await this.load(name, ctx);
+    if (snapshot === undefined) return undefined;
+    const byKey = new KeyMap<StoredEntry>(ctx.codec, false);
+    for (const entry of snapshot.entries) byKey.set(entry[0], entry);
+    const entry = byKey.get(key);
+    if (entry === undefined || (entry[2] !== 0 && entry[2] <= ctx.clock.now())) return undefined;
+    return entry;
   }
 
   /**

@@ -103,8 +103,11 @@ export interface CacheStore {
    * expired by `ctx.clock`). Used by the read-through tier.
    */
   loadEntry?(name: string, key: unknown, ctx: StoreContext): Promise<StoredEntry | undefined>;
-  /** Removes the persisted copy; resolves `true` if there was one. */
-  delete(name: string): Promise<boolean>;
+  /**
+   * Removes the persisted copy; resolves `true` if there was one. `ctx` (optional, for
+   * callers that have one) lets the store report warnings such as a lock takeover.
+   */
+  delete(name: string, ctx?: StoreContext): Promise<boolean>;
   /** Whether a persisted copy of `name` exists (it may still be damaged). */
   has(name: string): Promise<boolean>;
   /** Names of the caches that have a persisted copy. */

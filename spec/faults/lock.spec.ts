@@ -149,6 +149,28 @@ describe('Faults: two processes and one directory', function () {
     await expectNoLockFile(dir, 'after close()');
   });
 
+  it('a stale lock taken over by a deleteSaved() (the first write being a delete) is reported too', async function () {
+    const dir = path.join(root, 'stale-delete');
+    const victim = new WriterChild(dir, seed, { mode: 'sync' });
+    await victim.waitFor((line) => line.startsWith('ACK 2 '));
+    await victim.kill();
+    const store = new FileStore({ dir, appendfsync: 'always', compaction: false });
+    const manager = new CacheManager({ name: 'deleter', store, autoSync: false });
+    const warnings: StoreWarning[] = [];
+    manager.on('store:warning', (w) => warnings.push(w));
+    try {
+      await manager.registerCache(CACHE_NAME);
+      await manager.deleteSaved(CACHE_NAME);
+      expect(await store.has(CACHE_NAME)).to.equal(false);
+      const stale = warnings.filter((w) => w.kind === 'stale-lock');
+      expect(stale).to.have.length(1);
+      expect(stale[0]?.message).to.contain(String(victim.pid));
+    } finally {
+      await manager.close();
+      await store.close();
+    }
+  });
+
   it('a stale lock with two contenders: exactly one takes it over (and warns), the other gets E_LOCKED', async function () {
     for (let round = 0; round < 3; round++) {
       const dir = path.join(root, `stale-race-${round}`);

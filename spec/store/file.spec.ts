@@ -688,6 +688,20 @@ describe('FileStore', function () {
       await patient.close();
     });
 
+    it('finds an object key built afresh in another process after a restart (keys compare by content)', async function () {
+      await store.save('objects', [[[1, 2], 'pair', 0], [{ b: 2, a: 1 }, 'object', 0]], ctx);
+      await store.saveChanges('objects', { cleared: false, sets: [[[3, 4], 'later', 0]], deletes: [] }, ctx);
+      await store.close();
+      const restarted = new FileStore({ dir });
+      // Arrays read back from disk serialize differently from fresh literals: identity must not.
+      expect(await restarted.loadEntry('objects', [1, 2], ctx)).to.deep.equal([[1, 2], 'pair', 0]);
+      expect(await restarted.loadEntry('objects', { a: 1, b: 2 }, ctx)).to.deep.equal([{ b: 2, a: 1 }, 'object', 0]);
+      expect(await restarted.loadEntry('objects', [3, 4], ctx)).to.deep.equal([[3, 4], 'later', 0]);
+      await restarted.saveChanges('objects', { cleared: false, sets: [], deletes: [[1, 2]] }, ctx);
+      expect((await restarted.load('objects', ctx))?.entries.map((e) => e[1])).to.deep.equal(['object', 'later']);
+      await restarted.close();
+    });
+
     it('a readOnly store reads while another writes, never locks, and refuses every write', async function () {
       await saveSample();
       const reader = new FileStore({ dir, readOnly: true });

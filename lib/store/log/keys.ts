@@ -16,6 +16,7 @@
 
 import v8 from 'node:v8';
 import type { Codec } from '../../codec/types.js';
+import { encodeArgs } from '../../memo/key.js';
 import type { StoredEntry } from '../types.js';
 import { yieldIfBusy } from './fsio.js';
 import { isSet, type Operation } from './segment.js';
@@ -29,10 +30,20 @@ export function isPrimitiveKey(key: unknown): boolean {
 const FALLBACK_PREFIX = '\u0100';
 
 /**
- * The identity string of a non-primitive key: its v8 serialization, one char per byte,
- * or (when v8 cannot serialize it) `fallback`'s encoding behind a prefix.
+ * The identity string of a non-primitive key: its canonical structural encoding (the one
+ * memoization keys use: object keys sorted, type-tagged, starting with `k1;`). A v8
+ * serialization would not do: a freshly built `[1, 2]` serializes as a dense array but the
+ * same array after a round trip through v8 as a sparse one, so a key read back from disk
+ * would not find itself. Keys the canonical encoding refuses (class instances, ...) fall
+ * back to their v8 serialization, one char per byte (it starts with 0xFF, never `k`), or
+ * to `fallback`'s encoding behind a prefix.
  */
 export function objectIdentity(fallback: Codec, key: unknown): string {
+  try {
+    return encodeArgs([key]);
+  } catch {
+    // not canonically encodable: fall through to the byte encodings
+  }
   let bytes: Uint8Array;
   try {
     bytes = v8.serialize(key);
