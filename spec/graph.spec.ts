@@ -1,3 +1,4 @@
+import { seededRandom } from './random.js';
 import { expect } from 'chai';
 
 import { CacheGraphError, DependencyCycleError } from '../lib/errors.js';
@@ -32,17 +33,6 @@ function snapshot(graph: DependencyGraph): unknown {
   };
 }
 
-/** Seeded PRNG (mulberry32): the random suites are reproducible. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Asserts that, for every edge with both ends in `order`, the parent comes first. */
 function expectRespectsEdges(order: readonly string[], edges: Iterable<readonly [string, string]>): void {
@@ -487,7 +477,7 @@ describe('DependencyGraph', () => {
     it('agrees on cycles, cycle paths, reachability and order for 300 random graphs', () => {
       let refused = 0;
       for (let seed = 1; seed <= 300; seed++) {
-        const random = prng(seed);
+        const random = seededRandom(seed);
         const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
         const names = pool.filter(() => random() < 0.6).slice(0, 2 + Math.floor(random() * 20));
         if (names.length < 2) names.push('x', 'y');

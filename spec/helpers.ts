@@ -1,4 +1,5 @@
 // Shared test helpers: managers in throw-away directories, closed and removed after each test.
+import { expect } from 'chai';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -51,6 +52,7 @@ export async function rejection(promise: Promise<unknown>): Promise<Error> {
   try {
     await promise;
   } catch (err) {
+    expect(err).to.be.instanceOf(Error);
     return err as Error;
   }
   throw new Error('expected the promise to reject, but it resolved');

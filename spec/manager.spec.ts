@@ -708,7 +708,7 @@ describe('CacheManager', () => {
       const errors = record(manager, 'sync:error');
       const saved = record<SyncDoneEvent>(manager, 'sync:done');
       const cache = await manager.registerCache('c');
-      const save = sinon.stub(store, 'save').rejects(new Error('disk full'));
+      const save = sinon.stub(store, 'saveChanges').rejects(new Error('disk full'));
       cache.set('a', 1);
       await clock.tickAsync(1_001);
       expect(errors).to.have.length(1);

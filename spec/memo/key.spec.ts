@@ -1,3 +1,4 @@
+import { seededRandom } from '../random.js';
 import { expect } from 'chai';
 import fc from 'fast-check';
 import { encodeArgs, hashArgs, memoKey, memoKeyPrefix, MemoKeyError } from '../../lib/memo/key.js';
@@ -551,7 +552,7 @@ describe('memo keys (lib/memo/key.ts)', () => {
       let equal = 0;
       fc.assert(
         fc.property(smallArgsArb, fc.nat(), smallLeafArb, fc.integer(), (a, pick, make, seed) => {
-          const b = shuffledCopy(replaceLeaf(a, { left: pick % Math.max(1, countLeaves(a)), leaf: make() }), mulberry32(seed));
+          const b = shuffledCopy(replaceLeaf(a, { left: pick % Math.max(1, countLeaves(a)), leaf: make() }), seededRandom(seed));
           const same = structurallyEqual(a, b);
           if (same) equal++;
           const [x, y] = [encodeArgs(a), encodeArgs(b as unknown[])];
@@ -565,7 +566,7 @@ describe('memo keys (lib/memo/key.ts)', () => {
     it('equal structure, equal encoding: copies with shuffled keys, entries, members and buffers (2 500 runs)', () => {
       fc.assert(
         fc.property(argsArb, fc.integer(), (args, seed) => {
-          const copy = shuffledCopy(args, mulberry32(seed)) as unknown[];
+          const copy = shuffledCopy(args, seededRandom(seed)) as unknown[];
           expect(structurallyEqual(args, copy), 'the copy is structurally equal').to.equal(true);
           expect(encodeArgs(copy)).to.equal(encodeArgs(args));
           expect(hashArgs(copy)).to.equal(hashArgs(args));
@@ -588,7 +589,7 @@ describe('memo keys (lib/memo/key.ts)', () => {
     it('accepts fast-check JSON values, in any key order', () => {
       fc.assert(
         fc.property(fc.array(fc.jsonValue(), { maxLength: 3 }), fc.integer(), (args, seed) => {
-          expect(encodeArgs(shuffledCopy(args, mulberry32(seed)) as unknown[])).to.equal(encodeArgs(args));
+          expect(encodeArgs(shuffledCopy(args, seededRandom(seed)) as unknown[])).to.equal(encodeArgs(args));
         }),
         { numRuns: 2_000 },
       );
@@ -855,17 +856,6 @@ function replaceLeaf(value: unknown, state: { left: number; leaf: unknown }): un
   return copy;
 }
 
-/** A small seeded PRNG, so a failing property replays from its seed. */
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function shuffled<T>(items: readonly T[], random: () => number): T[] {
   const copy = [...items];

@@ -13,38 +13,30 @@ import type { CacheStore, ChangeBatch, SaveResult, StoreContext, StoredEntry } f
 /** A fixed clock: tests never read the real time. */
 export const FIXED_NOW = Date.UTC(2024, 4, 1, 12, 0, 0);
 
+import { rejection as rejectionOf } from '../helpers.js';
+import { seededRandom } from '../random.js';
+
+export { rejectionOf, seededRandom };
+
+/** A batch of changes, for `saveChanges`. */
+export const changeBatch = (sets: StoredEntry[] = [], deletes: unknown[] = [], cleared = false): ChangeBatch => ({ cleared, sets, deletes });
+
+/** A model of what a cache holds: a Map applying batches like a store should. */
+export function applyBatch(model: Map<unknown, StoredEntry>, change: ChangeBatch): void {
+  if (change.cleared) model.clear();
+  for (const entry of change.sets) {
+    model.delete(entry[0]);
+    model.set(entry[0], entry);
+  }
+  for (const key of change.deletes) model.delete(key);
+}
+
 /** A store context with a fixed clock. */
 export function contextWith(codec: Codec, now = FIXED_NOW): StoreContext {
   return { codec, clock: { now: () => now } };
 }
 
-/** The error a promise rejects with; fails the test if it resolves. */
-export async function rejectionOf(promise: Promise<unknown>): Promise<Error> {
-  try {
-    await promise;
-  } catch (error) {
-    expect(error).to.be.instanceOf(Error);
-    return error as Error;
-  }
-  expect.fail('expected the promise to reject');
-}
 
-/**
- * Deterministic pseudo-random numbers in [0, 1) (mulberry32), for seeded fuzzing.
- *
- * @example
- * const random = seededRandom(42); random(); // always the same sequence
- */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Cache names a store must keep distinct and inside its root. */
 export const HOSTILE_NAMES: readonly string[] = [
@@ -407,7 +399,7 @@ export function describeStoreConformance(label: string, factory: () => Promise<S
       return (name, key, ctx) => (method as NonNullable<CacheStore['loadEntry']>).call(store, name, key, ctx);
     }
 
-    const batch = (sets: StoredEntry[] = [], deletes: unknown[] = [], cleared = false): ChangeBatch => ({ cleared, sets, deletes });
+    const batch = changeBatch;
 
     describe('#saveChanges() (stores that have it)', function () {
       it('applies sets and deletes to the saved copy; a new key comes last, expiry kept', async function () {

@@ -11,19 +11,10 @@ import type { Codec } from '../../lib/codec/types.js';
 import { StoreIOError } from '../../lib/errors.js';
 import { FileStore, type FileStoreOptions } from '../../lib/store/file.js';
 import type { ChangeBatch, StoreContext, StoredEntry, StoreWarning } from '../../lib/store/types.js';
-import { contextWith, FIXED_NOW, rejectionOf, seededRandom } from './conformance.js';
+import { applyBatch as applyTo, changeBatch as batch, contextWith, FIXED_NOW, rejectionOf, seededRandom } from './conformance.js';
 import { CRASH_CACHE, crashBase, crashBatch } from './log-crash-child.js';
 
-const batch = (sets: StoredEntry[] = [], deletes: unknown[] = [], cleared = false): ChangeBatch => ({ cleared, sets, deletes });
 
-function applyTo(model: Map<unknown, StoredEntry>, change: ChangeBatch): void {
-  if (change.cleared) model.clear();
-  for (const entry of change.sets) {
-    model.delete(entry[0]);
-    model.set(entry[0], entry);
-  }
-  for (const key of change.deletes) model.delete(key);
-}
 
 function systemError(code: string, syscall: string): NodeJS.ErrnoException {
   return Object.assign(new Error(`${code}: injected failure, ${syscall}`), { code, syscall });

@@ -9,7 +9,7 @@ import { CorruptFileError, StoreIOError, UnsupportedFormatError } from '../../li
 import { FileStore, type FileStoreOptions } from '../../lib/store/file.js';
 import { readManifest } from '../../lib/store/log/manifest.js';
 import type { ChangeBatch, StoreContext, StoredEntry, StoreWarning } from '../../lib/store/types.js';
-import { contextWith, FIXED_NOW, rejectionOf, seededRandom } from './conformance.js';
+import { applyBatch as applyTo, changeBatch as batch, contextWith, FIXED_NOW, rejectionOf, seededRandom } from './conformance.js';
 
 function systemError(code: string, syscall: string): NodeJS.ErrnoException {
   return Object.assign(new Error(`${code}: injected failure, ${syscall}`), { code, syscall });
@@ -22,17 +22,7 @@ async function fileHandlePrototype(): Promise<FileHandle> {
   return Object.getPrototypeOf(handle) as FileHandle;
 }
 
-const batch = (sets: StoredEntry[] = [], deletes: unknown[] = [], cleared = false): ChangeBatch => ({ cleared, sets, deletes });
 
-/** A model of what a cache holds: a Map applying batches like the store should. */
-function applyTo(model: Map<unknown, StoredEntry>, change: ChangeBatch): void {
-  if (change.cleared) model.clear();
-  for (const entry of change.sets) {
-    model.delete(entry[0]);
-    model.set(entry[0], entry);
-  }
-  for (const key of change.deletes) model.delete(key);
-}
 
 describe('FileStore (log)', function () {
   let root: string;

@@ -1,0 +1,18 @@
+// Seeded randomness for the specs: a failing random case replays from its seed.
+
+/**
+ * Deterministic pseudo-random numbers in [0, 1) (mulberry32), identical in every process.
+ *
+ * @example
+ * const random = seededRandom(42); random(); // always the same sequence
+ */
+export function seededRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
