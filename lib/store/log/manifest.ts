@@ -112,13 +112,21 @@ export function encodeManifest(manifest: Manifest): Buffer {
     'utf8',
   );
   if (body.byteLength > MAX_BODY_BYTES) throw new RangeError(`manifest of ${body.byteLength} bytes exceeds ${MAX_BODY_BYTES}`);
-  const bytes = Buffer.allocUnsafe(PREFIX_SIZE + body.byteLength + 4);
-  bytes.set(MANIFEST_MAGIC, 0);
-  bytes.writeUInt16BE(MANIFEST_VERSION, 8);
-  bytes.writeUInt16BE(MANIFEST_MINOR_VERSION, 10);
-  bytes.writeUInt32BE(body.byteLength, 12);
-  bytes.set(body, PREFIX_SIZE);
-  bytes.writeUInt32BE(crc32(bytes.subarray(0, PREFIX_SIZE + body.byteLength)), PREFIX_SIZE + body.byteLength);
+  return encodeJsonBlock(MANIFEST_MAGIC, MANIFEST_VERSION, MANIFEST_MINOR_VERSION, body);
+}
+
+/**
+ * The framing a manifest and a segment header share: 8 bytes of magic, major and minor
+ * version (u16), the JSON length (u32), the JSON, and a crc32 of everything before it.
+ */
+export function encodeJsonBlock(magic: Uint8Array, major: number, minor: number, json: Uint8Array): Buffer {
+  const bytes = Buffer.allocUnsafe(PREFIX_SIZE + json.byteLength + 4);
+  bytes.set(magic, 0);
+  bytes.writeUInt16BE(major, 8);
+  bytes.writeUInt16BE(minor, 10);
+  bytes.writeUInt32BE(json.byteLength, 12);
+  bytes.set(json, PREFIX_SIZE);
+  bytes.writeUInt32BE(crc32(bytes.subarray(0, PREFIX_SIZE + json.byteLength)), PREFIX_SIZE + json.byteLength);
   return bytes;
 }
 

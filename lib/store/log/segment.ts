@@ -49,12 +49,12 @@
 
 import type { FileHandle } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
-import { InvalidContentsError, InvalidOptionError, UnsupportedFormatError } from '../../errors.js';
-import { CorruptFileError } from '../../errors.js';
+import { CorruptFileError, InvalidContentsError, InvalidOptionError, UnsupportedFormatError } from '../../errors.js';
 import type { Codec } from '../../codec/types.js';
 import { encodePayloads } from '../frame.js';
 import type { ChangeBatch, StoredEntry } from '../types.js';
 import { readFully, yieldIfBusy } from './fsio.js';
+import { encodeJsonBlock } from './manifest.js';
 
 /** `CGSEGM\r\n`. */
 export const SEGMENT_MAGIC: Readonly<Uint8Array> = Uint8Array.of(0x43, 0x47, 0x53, 0x45, 0x47, 0x4d, 0x0d, 0x0a);
@@ -93,14 +93,7 @@ export function encodeSegmentHeader(header: SegmentHeader): Buffer {
     'utf8',
   );
   if (json.byteLength > MAX_HEADER_BYTES) throw new RangeError('segment header too long');
-  const bytes = Buffer.allocUnsafe(PREFIX_SIZE + json.byteLength + 4);
-  bytes.set(SEGMENT_MAGIC, 0);
-  bytes.writeUInt16BE(SEGMENT_VERSION, 8);
-  bytes.writeUInt16BE(SEGMENT_MINOR_VERSION, 10);
-  bytes.writeUInt32BE(json.byteLength, 12);
-  bytes.set(json, PREFIX_SIZE);
-  bytes.writeUInt32BE(crc32(bytes.subarray(0, PREFIX_SIZE + json.byteLength)), PREFIX_SIZE + json.byteLength);
-  return bytes;
+  return encodeJsonBlock(SEGMENT_MAGIC, SEGMENT_VERSION, SEGMENT_MINOR_VERSION, json);
 }
 
 /**
