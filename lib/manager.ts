@@ -44,7 +44,7 @@ import {
 } from './options.js';
 import { FileStore } from './store/file.js';
 import type { CacheStore, StoreContext, StoreWarning } from './store/types.js';
-import { AutoSync, resolveAutoSync, sameAutoSync, type AutoSyncRule, type ResolvedAutoSync } from './sync/autosync.js';
+import { AutoSync, resolveAutoSync, sameAutoSync, type ResolvedAutoSync } from './sync/autosync.js';
 import { systemClock, systemTimers, type Clock, type TimerProvider } from './sync/clock.js';
 
 /**

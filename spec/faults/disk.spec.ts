@@ -24,16 +24,10 @@ import {
 import { record, rejection } from '../helpers.js';
 import { debrisOf, faultSeed, IN_THREAD_COMPACTION_ONLY, readManifestBody, systemError } from '../fixtures/fault-helpers.js';
 import { applyOps, CACHE_NAME, digest, Workload, type ModelValue } from '../fixtures/fault-model.js';
+import { fileHandlePrototype } from '../store/conformance.js';
 
 const seed = faultSeed();
 const ctx = { codec: v8Codec, clock: systemClock };
-
-/** The prototype of the FileHandle objects fs/promises returns. */
-async function fileHandlePrototype(dir: string): Promise<FileHandle> {
-  const handle = await fs.open(dir, 'r');
-  await handle.close();
-  return Object.getPrototypeOf(handle) as FileHandle;
-}
 
 /**
  * A disk that fills up: every FileHandle write is cut short once `budget` more bytes have

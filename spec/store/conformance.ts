@@ -5,6 +5,8 @@
  */
 
 import { expect } from 'chai';
+import fs, { type FileHandle } from 'node:fs/promises';
+import os from 'node:os';
 import { CacheGraphError, UnserializableError } from '../../lib/errors.js';
 import { jsonCodec, v8Codec } from '../../lib/codec/index.js';
 import type { Codec } from '../../lib/codec/types.js';
@@ -17,6 +19,18 @@ import { rejection as rejectionOf } from '../helpers.js';
 import { seededRandom } from '../random.js';
 
 export { rejectionOf, seededRandom };
+
+/** A system error like the ones `fs` throws, for fault injection with sinon stubs. */
+export function systemError(code: string, syscall: string): NodeJS.ErrnoException {
+  return Object.assign(new Error(`${code}: injected failure, ${syscall}`), { code, syscall });
+}
+
+/** The prototype of fs/promises FileHandles, for spying on and stubbing reads, writes and fsyncs. */
+export async function fileHandlePrototype(path: string = os.tmpdir()): Promise<FileHandle> {
+  const handle = await fs.open(path, 'r');
+  await handle.close();
+  return Object.getPrototypeOf(handle) as FileHandle;
+}
 
 /** A batch of changes, for `saveChanges`. */
 export const changeBatch = (sets: StoredEntry[] = [], deletes: unknown[] = [], cleared = false): ChangeBatch => ({ cleared, sets, deletes });

@@ -17,7 +17,7 @@ import { FileStore } from '../../lib/store/file.js';
 import { LOCK_FILE_NAME } from '../../lib/store/lock.js';
 import { toFileName } from '../../lib/store/names.js';
 import type { StoredEntry } from '../../lib/store/types.js';
-import { contextWith, describeStoreConformance, HOSTILE_NAMES, rejectionOf, seededRandom } from './conformance.js';
+import { contextWith, describeStoreConformance, fileHandlePrototype, HOSTILE_NAMES, rejectionOf, seededRandom, systemError } from './conformance.js';
 
 async function makeTempDir(): Promise<string> {
   return fs.mkdtemp(path.join(os.tmpdir(), 'cachegraph-filestore-'));
@@ -30,17 +30,6 @@ describeStoreConformance('FileStore', async () => {
     cleanup: () => fs.rm(root, { recursive: true, force: true }),
   };
 });
-
-/** The prototype of the FileHandle objects fs/promises returns, for stubbing writes. */
-async function fileHandlePrototype(file: string): Promise<FileHandle> {
-  const handle = await fs.open(file, 'r');
-  await handle.close();
-  return Object.getPrototypeOf(handle) as FileHandle;
-}
-
-function systemError(code: string, syscall: string): NodeJS.ErrnoException {
-  return Object.assign(new Error(`${code}: injected failure, ${syscall}`), { code, syscall });
-}
 
 describe('FileStore', function () {
   const ctx = contextWith(v8Codec);

@@ -10,15 +10,9 @@ import { jsonCodec, v8Codec } from '../../lib/codec/index.js';
 import type { Codec } from '../../lib/codec/types.js';
 import { StoreIOError } from '../../lib/errors.js';
 import { FileStore, type FileStoreOptions } from '../../lib/store/file.js';
-import type { ChangeBatch, StoreContext, StoredEntry, StoreWarning } from '../../lib/store/types.js';
-import { applyBatch as applyTo, changeBatch as batch, contextWith, FIXED_NOW, rejectionOf, seededRandom } from './conformance.js';
+import type { StoreContext, StoredEntry, StoreWarning } from '../../lib/store/types.js';
+import { applyBatch as applyTo, changeBatch as batch, contextWith, FIXED_NOW, rejectionOf, seededRandom, systemError } from './conformance.js';
 import { CRASH_CACHE, crashBase, crashBatch } from './log-crash-child.js';
-
-
-
-function systemError(code: string, syscall: string): NodeJS.ErrnoException {
-  return Object.assign(new Error(`${code}: injected failure, ${syscall}`), { code, syscall });
-}
 
 describe('FileStore (compaction)', function () {
   let root: string;

@@ -8,21 +8,8 @@ import { jsonCodec, v8Codec } from '../../lib/codec/index.js';
 import { CorruptFileError, StoreIOError, UnsupportedFormatError } from '../../lib/errors.js';
 import { FileStore, type FileStoreOptions } from '../../lib/store/file.js';
 import { readManifest } from '../../lib/store/log/manifest.js';
-import type { ChangeBatch, StoreContext, StoredEntry, StoreWarning } from '../../lib/store/types.js';
-import { applyBatch as applyTo, changeBatch as batch, contextWith, FIXED_NOW, rejectionOf, seededRandom } from './conformance.js';
-
-function systemError(code: string, syscall: string): NodeJS.ErrnoException {
-  return Object.assign(new Error(`${code}: injected failure, ${syscall}`), { code, syscall });
-}
-
-/** The prototype of fs/promises FileHandles, for spying on reads, writes and fsyncs. */
-async function fileHandlePrototype(): Promise<FileHandle> {
-  const handle = await fs.open(os.tmpdir(), 'r');
-  await handle.close();
-  return Object.getPrototypeOf(handle) as FileHandle;
-}
-
-
+import type { StoreContext, StoredEntry, StoreWarning } from '../../lib/store/types.js';
+import { applyBatch as applyTo, changeBatch as batch, contextWith, fileHandlePrototype, FIXED_NOW, rejectionOf, seededRandom, systemError } from './conformance.js';
 
 describe('FileStore (log)', function () {
   let root: string;
