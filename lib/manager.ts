@@ -743,6 +743,7 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
       try {
         await this.#withLock(n, async () => {
           const reg = this.#caches.get(n);
+          // Again, under the lock: a reload that was queued before us may have refilled it.
           if (reg !== undefined) reg.internals.replace(emptyContents(), false);
           await this.#deletePersisted(n);
           if (reg === undefined) return;
