@@ -68,6 +68,38 @@ export interface SaveResult {
 }
 
 /**
+ * A held cross-process lock on one key of one cache (see {@link CacheStore.lockKey}).
+ */
+export interface KeyLock {
+  /**
+   * Releases the lock: removes it only if it is still this holder's (compare-and-delete),
+   * and wakes the waiters. Idempotent; never throws (a lock that cannot be removed expires).
+   */
+  release(): Promise<void>;
+}
+
+/** Options of {@link CacheStore.lockKey}. */
+export interface LockKeyOptions {
+  /** How long to wait while another live holder has the lock, in ms; then give up. */
+  readonly waitMs: number;
+  /**
+   * The longest the lock may be held, in ms: past it, a holder is presumed hung and the
+   * lock may be taken over even if its process still looks alive.
+   */
+  readonly ttlMs: number;
+  /** Stops waiting (the call rejects with the signal's reason). */
+  readonly signal?: AbortSignal;
+}
+
+/** What {@link CacheStore.lockKey} resolves. */
+export interface KeyLockResult {
+  /** The lock, or `undefined` when another holder kept it for all of `waitMs`. */
+  readonly lock: KeyLock | undefined;
+  /** Whether another holder had it when we asked (it may have stored the result meanwhile). */
+  readonly waited: boolean;
+}
+
+/**
  * Where caches are persisted. Every implementation passes the shared conformance suite in
  * `spec/store/conformance.ts`.
  *
@@ -103,6 +135,13 @@ export interface CacheStore {
    * expired by `ctx.clock`). Used by the read-through tier.
    */
   loadEntry?(name: string, key: unknown, ctx: StoreContext): Promise<StoredEntry | undefined>;
+  /**
+   * Optional: a lock on one key shared by every process using this store, for single flight
+   * across processes: the holder computes and saves the key's value, the others wait and
+   * read it. A holder that dies (its process is gone) or hangs past `ttlMs` loses the lock;
+   * a waiter gives up after `waitMs`. Without this method, single flight is per process.
+   */
+  lockKey?(name: string, key: string, options: LockKeyOptions): Promise<KeyLockResult>;
   /**
    * Removes the persisted copy; resolves `true` if there was one. `ctx` (optional, for
    * callers that have one) lets the store report warnings such as a lock takeover.
