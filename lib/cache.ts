@@ -26,7 +26,7 @@ export interface SetOptions {
 }
 
 /** Settings the manager gives a cache. Internal. */
-export interface CacheSettings {
+export interface CacheSettings<K = unknown, V = unknown> {
   readonly name: string;
   readonly clock: Clock;
   readonly emit: Emit;
@@ -38,6 +38,17 @@ export interface CacheSettings {
   readonly onChange: () => void;
   /** The manager's part of {@link Cache.stats}. */
   readonly describe: () => PersistenceStats;
+  /** Whether the cache is ever saved: only then are changed keys remembered. */
+  readonly persistent: boolean;
+  /**
+   * Reads one entry from the store (the read-through tier of {@link Cache.fetch});
+   * `undefined` when the cache has no store behind it (not persistent, or a custom saver).
+   */
+  readonly readEntry: ((key: K) => Promise<StoredEntry | undefined>) | undefined;
+  /** An unsaved entry was evicted from memory: the manager writes it soon (write-behind). */
+  readonly onEvictDirty: () => void;
+  /** `fetch`/`getOrBuild` produced `value` for `key` (dependency tracking of memoized functions). */
+  readonly onRead: (key: K, value: V | undefined) => void;
 }
 
 /** What the manager knows about a cache's persistence, part of {@link CacheStats}. */
@@ -112,8 +123,12 @@ export interface SaveTicket<K> {
 
 /** Privileged operations only the manager performs. Reached through {@link cacheInternals}. */
 export interface CacheInternals<K, V> {
-  /** Swaps in new contents. `dirty`: they differ from the persisted copy. */
-  replace(contents: LoadedContents<K, V>, dirty: boolean): void;
+  /**
+   * Swaps in new contents. `dirty`: they differ from the persisted copy. `storeReadable`:
+   * the store's copy of a key not in memory is current (read-through may use it) until the
+   * next change; otherwise only after the next successful save.
+   */
+  replace(contents: LoadedContents<K, V>, dirty: boolean, storeReadable: boolean): void;
   /**
    * Starts a save: takes every entry (`'full'`) or only the changed ones (`'changes'`) and
    * moves the change state into the ticket, so writes from now on count toward the next save.
@@ -121,6 +136,13 @@ export interface CacheInternals<K, V> {
   beginSave(mode: 'full' | 'changes'): SaveTicket<K>;
   /** A save failed: its changes count as unsaved again. */
   abortSave(ticket: SaveTicket<K>): void;
+  /** A save succeeded: the store now holds what the ticket carried. */
+  endSave(ticket: SaveTicket<K>): void;
+  /**
+   * Puts an entry another process saved into memory: clean when the store's copy of the key
+   * is current here, else as a change (so the next save does not undo it).
+   */
+  adopt(key: K, value: V, expiresAt: number): void;
   /** Disconnects the cache from its manager: later writes throw E_CLOSED. */
   detach(): void;
 }
@@ -169,8 +191,12 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
   /** Unsaved entries that LRU eviction pushed out of memory: the next change batch writes them. */
   #evictedDirty = new Map<K, StoredEntry>();
   #cleared = false;
+  /** Whether the store's copy may serve read-through (false while it is known to be out of date). */
+  #storeReadable = false;
   #changes = 0;
-  #pending = new Map<K, Promise<V>>();
+  #pending = new Map<K, Promise<V | undefined>>();
+  /** Saves started and not finished: until they land, the store may hold older values of their keys. */
+  readonly #saving = new Set<SaveTicket<K>>();
   #detached = false;
   readonly #clock: Clock;
   readonly #emit: Emit;
@@ -179,6 +205,10 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
   readonly #ttlMs: number | undefined;
   readonly #onChange: () => void;
   readonly #describe: () => PersistenceStats;
+  readonly #persistent: boolean;
+  readonly #readEntry: ((key: K) => Promise<StoredEntry | undefined>) | undefined;
+  readonly #onEvictDirty: () => void;
+  readonly #onRead: (key: K, value: V | undefined) => void;
   readonly #internals: CacheInternals<K, V>;
 
   /**
@@ -187,7 +217,7 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
    * @example
    * const cache = await manager.registerCache('users'); // not `new Cache(...)`
    */
-  constructor(settings: CacheSettings) {
+  constructor(settings: CacheSettings<K, V>) {
     this.name = settings.name;
     this.#clock = settings.clock;
     this.#emit = settings.emit;
@@ -196,10 +226,29 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
     this.#ttlMs = settings.ttlMs;
     this.#onChange = settings.onChange;
     this.#describe = settings.describe;
+    this.#persistent = settings.persistent;
+    this.#readEntry = settings.readEntry;
+    this.#onEvictDirty = settings.onEvictDirty;
+    this.#onRead = settings.onRead;
     this.#internals = {
-      replace: (contents, dirty) => this.#replace(contents, dirty),
+      replace: (contents, dirty, storeReadable) => this.#replace(contents, dirty, storeReadable),
       beginSave: (mode) => this.#beginSave(mode),
       abortSave: (ticket) => this.#abortSave(ticket),
+      endSave: (ticket) => {
+        this.#saving.delete(ticket);
+        this.#storeReadable = true;
+      },
+      adopt: (key, value, expiresAt) => {
+        if (this.#detached || (expiresAt !== 0 && expiresAt <= this.#clock.now())) return;
+        const clean = this.#storeMayHold(key);
+        this.#pending.delete(key);
+        this.#evictedDirty.delete(key);
+        this.#insert(key, value, expiresAt);
+        if (clean) return;
+        this.#changes++;
+        if (this.#persistent) this.#dirtyKeys.add(key);
+        this.#onChange();
+      },
       detach: () => {
         this.#detached = true;
       },
@@ -331,8 +380,10 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
       this.#values.set(key, value);
       if (this.#values.size > this.#maxEntries) this.#evictOverflow();
     }
+    // A fetch or build in flight for this key must not overwrite the value set now.
+    if (this.#pending.size !== 0) this.#pending.delete(key);
     this.#changes++;
-    this.#dirtyKeys.add(key);
+    if (this.#persistent) this.#dirtyKeys.add(key);
     this.#onChange();
     return this;
   }
@@ -353,14 +404,14 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
     if (!this.#values.delete(key)) {
       // A bounded cache may have evicted the key while its store still holds it: the delete
       // must reach the store. An unbounded cache holds everything it has, so nothing changed.
-      if (this.#maxEntries === Number.POSITIVE_INFINITY) return false;
+      if (this.#maxEntries === Number.POSITIVE_INFINITY || !this.#persistent) return false;
       this.#changes++;
       this.#dirtyKeys.add(key);
       this.#onChange();
       return wasEvicted;
     }
     this.#changes++;
-    this.#dirtyKeys.add(key);
+    if (this.#persistent) this.#dirtyKeys.add(key);
     this.#onChange();
     return live;
   }
@@ -415,24 +466,76 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
   }
 
   /**
-   * The cached value for `key`, or the result of `build(key)` stored under it. Concurrent
-   * calls for one key share one `build` (single flight). A failing `build` stores nothing and
-   * rejects every waiter. A result is not stored if the key was deleted, or the cache
-   * cleared, reloaded or invalidated, while it was being built.
+   * The value for `key` from memory, else from the store (the read-through tier: an entry
+   * that a bounded cache evicted, or one saved but never loaded), else `undefined`. A value
+   * read from the store is put back in memory as a saved (clean) entry and counts as recently
+   * used; its expiry time comes with it. Concurrent fetches of one key share one read.
+   *
+   * The store is not asked when it cannot hold the current value: the key was deleted or the
+   * cache cleared since the last save, or a save of it is still running.
+   *
+   * With `build`, a key found nowhere is built like {@link Cache.getOrBuild}.
+   *
+   * @example
+   * const tile = await tiles.fetch('12/2048/1361'); // memory, then disk
+   */
+  fetch(key: K): Promise<V | undefined>;
+  fetch(key: K, build: (key: K) => V | Promise<V>, options?: SetOptions): Promise<V>;
+  async fetch(key: K, build?: (key: K) => V | Promise<V>, options?: SetOptions): Promise<V | undefined> {
+    let value: V | undefined;
+    if (this.has(key)) value = this.get(key);
+    else {
+      if (this.#detached) throw new ClosedError(`cache ${JSON.stringify(this.name)}`);
+      const pending = this.#pending.get(key);
+      value = await (pending ?? this.#startFetch(key, build, options));
+      // Joined a plain fetch that found nothing: this call has a builder, so build.
+      if (pending !== undefined && value === undefined && build !== undefined && !this.has(key))
+        value = await (this.#pending.get(key) ?? this.#startFetch(key, build, options));
+    }
+    this.#onRead(key, value);
+    return value;
+  }
+
+  /**
+   * The cached value for `key` (from memory, else from the store like {@link Cache.fetch}),
+   * or the result of `build(key)` stored under it. Concurrent calls for one key share one
+   * read and one `build` (single flight). A failing `build` stores nothing and rejects every
+   * waiter. A result is not stored if the key was set or deleted, or the cache cleared,
+   * reloaded or invalidated, while it was being built.
    *
    * @example
    * const user = await users.getOrBuild('u3', async (id) => db.user(id), { ttl: '5m' });
    */
-  async getOrBuild(key: K, build: (key: K) => V | Promise<V>, options?: SetOptions): Promise<V> {
-    if (this.has(key)) return this.get(key) as V;
-    if (this.#detached) throw new ClosedError(`cache ${JSON.stringify(this.name)}`);
-    const inFlight = this.#pending.get(key);
-    if (inFlight !== undefined) return inFlight;
-    // The flight compares itself with #pending: a delete/clear/replace meanwhile removes it.
-    const flight: Promise<V> = Promise.resolve().then(async () => {
+  getOrBuild(key: K, build: (key: K) => V | Promise<V>, options?: SetOptions): Promise<V> {
+    if (typeof build !== 'function')
+      return Promise.reject(new InvalidOptionError('build', 'getOrBuild() needs a build function (key) => value', this.name));
+    return this.fetch(key, build, options);
+  }
+
+  /** One flight for `key`: evicted buffer, store, then `build`. Registered in #pending. */
+  #startFetch(key: K, build: ((key: K) => V | Promise<V>) | undefined, options: SetOptions | undefined): Promise<V | undefined> {
+    // The flight compares itself with #pending: a set/delete/clear/replace meanwhile removes it.
+    const flight: Promise<V | undefined> = Promise.resolve().then(async () => {
       try {
+        const mine = (): boolean => this.#pending.get(key) === flight && !this.#detached;
+        const buffered = this.#evictedDirty.get(key);
+        if (buffered !== undefined) {
+          if (buffered[2] === 0 || buffered[2] > this.#clock.now()) {
+            // Still unsaved: back into memory, and still dirty (its key stays in #dirtyKeys).
+            this.#evictedDirty.delete(key);
+            this.#insert(key, buffered[1] as V, buffered[2]);
+            return buffered[1] as V;
+          }
+        } else if (this.#readEntry !== undefined && this.#maxEntries !== Number.POSITIVE_INFINITY && this.#storeMayHold(key)) {
+          const entry = await this.#readEntry(key);
+          if (entry !== undefined && (entry[2] === 0 || entry[2] > this.#clock.now())) {
+            if (mine() && this.#storeMayHold(key)) this.#insert(key, entry[1] as V, entry[2]);
+            return entry[1] as V;
+          }
+        }
+        if (build === undefined) return undefined;
         const value = await build(key);
-        if (this.#pending.get(key) === flight && !this.#detached) this.set(key, value, options);
+        if (mine()) this.set(key, value, options);
         return value;
       } finally {
         if (this.#pending.get(key) === flight) this.#pending.delete(key);
@@ -440,6 +543,22 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
     });
     this.#pending.set(key, flight);
     return flight;
+  }
+
+  /** Whether the store's copy of `key` can be current: not changed here since the last save landed. */
+  #storeMayHold(key: K): boolean {
+    if (!this.#storeReadable || this.#cleared || this.#dirtyKeys.has(key)) return false;
+    for (const ticket of this.#saving) if (ticket.cleared || ticket.dirtyKeys.has(key)) return false;
+    return true;
+  }
+
+  /** Puts a saved entry (from the store or the evicted buffer) into memory, as most recently used; not a change. */
+  #insert(key: K, value: V, expiresAt: number): void {
+    this.#values.delete(key);
+    this.#values.set(key, value);
+    if (expiresAt !== 0) this.#expiry.set(key, expiresAt);
+    else if (this.#expiry.size !== 0) this.#expiry.delete(key);
+    if (this.#values.size > this.#maxEntries) this.#evictOverflow();
   }
 
   /**
@@ -535,14 +654,18 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
       const oldest = this.#values.keys().next();
       if (oldest.done === true) return;
       const key = oldest.value;
-      if (this.#dirtyKeys.has(key)) this.#evictedDirty.set(key, [key, this.#values.get(key), this.#expiry.get(key) ?? 0]);
+      if (this.#dirtyKeys.has(key)) {
+        this.#evictedDirty.set(key, [key, this.#values.get(key), this.#expiry.get(key) ?? 0]);
+        this.#onEvictDirty();
+      }
       this.#values.delete(key);
       this.#expiry.delete(key);
       this.#emit(EVENTS.removed, { name: this.name, key, reason: 'evict' });
     }
   }
 
-  #replace(contents: LoadedContents<K, V>, dirty: boolean): void {
+  #replace(contents: LoadedContents<K, V>, dirty: boolean, storeReadable: boolean): void {
+    this.#storeReadable = storeReadable;
     this.#values = contents.values;
     this.#expiry = contents.expiry;
     this.#pending.clear();
@@ -551,7 +674,7 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
     // Contents that differ from the persisted copy must be written whole at the next save.
     this.#cleared = dirty;
     this.#changes = dirty ? Math.max(1, this.#values.size) : 0;
-    if (dirty) for (const key of this.#values.keys()) this.#dirtyKeys.add(key);
+    if (dirty && this.#persistent) for (const key of this.#values.keys()) this.#dirtyKeys.add(key);
     if (this.#values.size > this.#maxEntries) this.#evictOverflow();
   }
 
@@ -566,6 +689,7 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
       cleared: this.#cleared,
       evicted,
     };
+    this.#saving.add(ticket);
     // Writes from here on belong to the next save.
     this.#changes = 0;
     this.#dirtyKeys = new Set();
@@ -604,6 +728,7 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
   }
 
   #abortSave(ticket: SaveTicket<K>): void {
+    this.#saving.delete(ticket);
     const clearedSince = this.#cleared;
     this.#changes += ticket.changes;
     this.#cleared ||= ticket.cleared;

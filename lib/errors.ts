@@ -26,7 +26,9 @@ export type ErrorCode =
   | 'E_SAVE_FAILED'
   | 'E_LOCKED'
   | 'E_MEMO_KEY'
-  | 'E_CLOSED';
+  | 'E_MEMO_RECURSION'
+  | 'E_CLOSED'
+  | 'E_STORE_UNAVAILABLE';
 
 /**
  * Shortens a key for an error message: keys are data, and data can be long.
@@ -475,6 +477,32 @@ export class MemoKeyError extends CacheGraphError {
 }
 
 /**
+ * A memoized function called itself with the same arguments while computing them: with
+ * single flight it would wait for itself forever, so the inner call fails instead.
+ *
+ * @example
+ * const f = manager.memoize(async (n: number): Promise<number> => f(n)); // E_MEMO_RECURSION
+ */
+export class MemoRecursionError extends CacheGraphError {
+  /** The cache holding the function's results. */
+  readonly cacheName: string;
+  /** The function's name. */
+  readonly functionName: string;
+
+  /**
+   * @param cacheName - the cache
+   * @param functionName - the function
+   * @example
+   * new MemoRecursionError('memo', 'fib');
+   */
+  constructor(cacheName: string, functionName: string) {
+    super('E_MEMO_RECURSION', `Memoized function ${JSON.stringify(functionName)} (cache ${JSON.stringify(cacheName)}) called itself with the same arguments while computing them`);
+    this.cacheName = cacheName;
+    this.functionName = functionName;
+  }
+}
+
+/**
  * The manager is closed, or the cache was deregistered, and cannot take this call.
  *
  * @example
@@ -488,5 +516,34 @@ export class ClosedError extends CacheGraphError {
   constructor(target: string) {
     super('E_CLOSED', `${target} is closed`);
     this.target = target;
+  }
+}
+
+/**
+ * The store's server cannot be reached: the connection was refused, timed out, or is down
+ * while the client reconnects. A write that failed this way may or may not have been applied
+ * (the connection can drop after the server ran it); the caller keeps its changes and retries.
+ *
+ * @example
+ * await new RedisStore({ url: 'redis://127.0.0.1:1' }).has('users'); // StoreUnavailableError: E_STORE_UNAVAILABLE
+ */
+export class StoreUnavailableError extends CacheGraphError {
+  /** The server, without credentials (`redis://127.0.0.1:6379/0`). */
+  readonly endpoint: string;
+  /** What was being done: `'connect'`, `'load'`, `'save'`, … */
+  readonly op: string;
+
+  /**
+   * @param endpoint - the server, without credentials
+   * @param op - the operation
+   * @param reason - why it failed
+   * @param options - `cause`, the client's error
+   * @example
+   * new StoreUnavailableError('redis://127.0.0.1:6379/0', 'connect', 'connect ECONNREFUSED 127.0.0.1:6379');
+   */
+  constructor(endpoint: string, op: string, reason: string, options?: { cause?: unknown }) {
+    super('E_STORE_UNAVAILABLE', `Store ${endpoint} is unavailable (${op}): ${reason}`, options);
+    this.endpoint = endpoint;
+    this.op = op;
   }
 }

@@ -16,8 +16,12 @@ export type CascadeCause = 'direct' | 'dependency';
 /** Where a cache's contents came from. */
 export type ContentsSource = 'store' | 'loader' | 'builder' | 'contents';
 
-/** Why a save ran: asked for, AutoSync rules, deregister or close. */
-export type SaveReason = 'manual' | 'auto' | 'deregister' | 'close';
+/**
+ * Why a save ran: asked for (`'manual'`), AutoSync rules (`'auto'`), deregister, close,
+ * unsaved entries evicted from a bounded cache (`'evict'`, write-behind), or a memoized
+ * result other processes are waiting for (`'flight'`).
+ */
+export type SaveReason = 'manual' | 'auto' | 'deregister' | 'close' | 'evict' | 'flight';
 
 /** Why an entry left memory without `delete()` or `clear()` being called for it. */
 export type RemovalReason = 'evict' | 'expire';
@@ -137,6 +141,50 @@ export interface SyncErrorEvent {
   readonly error: unknown;
 }
 
+/** Where a memoized call found its result. */
+export type MemoHitSource = 'memory' | 'store' | 'process';
+
+export interface MemoHitEvent {
+  /** The cache holding the function's results. */
+  readonly cache: string;
+  /** The function's name. */
+  readonly name: string;
+  /** The result's key in the cache. */
+  readonly key: string;
+  /**
+   * `'memory'`; `'store'` (read back from the store: evicted, or saved by an earlier run);
+   * `'process'` (computed by another process while this one waited for it).
+   */
+  readonly source: MemoHitSource;
+}
+
+export interface MemoMissEvent {
+  /** The cache holding the function's results. */
+  readonly cache: string;
+  /** The function's name. */
+  readonly name: string;
+  /** The result's key in the cache. */
+  readonly key: string;
+  /** Time the computation took, ms. */
+  readonly ms: number;
+  /** Whether it threw (and whether that error was stored: `cachedError`). */
+  readonly threw: boolean;
+  /** Whether a thrown error was stored (`cacheErrors`). */
+  readonly cachedError: boolean;
+  /** Why it was computed: nothing stored, or a stored result that was no longer valid. */
+  readonly reason: 'absent' | 'stale';
+}
+
+/** A failure in the background (an automatic save, a write-behind save): nobody awaits it. */
+export interface BackgroundErrorEvent {
+  /** The cache concerned, when there is one. */
+  readonly name?: string;
+  /** What was being done: `'save'`. */
+  readonly during: string;
+  /** The error. */
+  readonly error: unknown;
+}
+
 /**
  * The event map: event name → listener signature. `manager.on(name, listener)` is typed by it.
  *
@@ -156,6 +204,13 @@ export interface CacheManagerEvents {
   'sync:start': (event: SyncStartEvent) => void;
   'sync:done': (event: SyncDoneEvent) => void;
   'sync:error': (event: SyncErrorEvent) => void;
+  'memo:hit': (event: MemoHitEvent) => void;
+  'memo:miss': (event: MemoMissEvent) => void;
+  /**
+   * A background failure. Unlike Node's EventEmitter, an `error` event nobody listens to is
+   * dropped, never thrown: background failures cannot crash the process.
+   */
+  error: (event: BackgroundErrorEvent) => void;
 }
 
 /** A name of {@link CacheManagerEvents}. */
@@ -175,6 +230,9 @@ export const EVENTS = Object.freeze({
   syncStart: 'sync:start',
   syncDone: 'sync:done',
   syncError: 'sync:error',
+  memoHit: 'memo:hit',
+  memoMiss: 'memo:miss',
+  error: 'error',
 } as const satisfies Record<string, CacheManagerEventName>);
 
 /** The narrow emit function a {@link Cache} is given, so it does not hold the manager. */

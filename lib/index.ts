@@ -18,11 +18,13 @@ export { DependencyGraph } from './graph.js';
 export { FileStore } from './store/file.js';
 export type { AppendFsync, CompactionOptions, CompactionResult, FileStoreOptions } from './store/file.js';
 export { MemoryStore } from './store/memory.js';
-export type { CacheStore, ChangeBatch, StoreContext, StoredEntry, StoredSnapshot, StoreWarning, SaveResult } from './store/types.js';
+export type { CacheStore, ChangeBatch, KeyLock, KeyLockResult, LockKeyOptions, StoreContext, StoredEntry, StoredSnapshot, StoreWarning, SaveResult } from './store/types.js';
 export { v8Codec, jsonCodec } from './codec/index.js';
 export type { Codec, CodecName, CodecProblem } from './codec/types.js';
 export { MAX_CACHE_NAME_LENGTH, parseDuration, validateCacheName } from './options.js';
-export type { CacheManagerOptions, CacheOptions, Duration } from './options.js';
+export type { CacheManagerOptions, CacheOptions, Duration, MemoizeOptions, ProxyOptions } from './options.js';
+export type { Memoized, MemoStats, MemoClearOptions } from './memo/memoize.js';
+export type { CachedProxy, MethodKeys } from './memo/proxy.js';
 export type { CacheHooks, Contents, HookContext, MaybePromise } from './hooks.js';
 export { systemClock, systemTimers } from './sync/clock.js';
 export type { Clock, TimerProvider } from './sync/clock.js';
@@ -45,6 +47,8 @@ export {
   StoreIOError,
   SaveFailedError,
   LockedError,
+  MemoKeyError,
+  MemoRecursionError,
   ClosedError,
 } from './errors.js';
 export type { ErrorCode, HookName } from './errors.js';

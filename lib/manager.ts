@@ -36,12 +36,17 @@ import {
   resolveCacheOptions,
   resolveCascade,
   resolveManagerOptions,
+  resolveMemoizeOptions,
   validateCacheName,
   type CacheManagerOptions,
   type CacheOptions,
+  type MemoizeOptions,
+  type ProxyOptions,
   type ResolvedCacheOptions,
   type ResolvedManagerOptions,
 } from './options.js';
+import { Memoizer, type MemoHost, type Memoized } from './memo/memoize.js';
+import { createProxy, type CachedProxy, type MethodKeys } from './memo/proxy.js';
 import { FileStore } from './store/file.js';
 import type { CacheStore, StoreContext, StoreWarning } from './store/types.js';
 import { AutoSync, resolveAutoSync, sameAutoSync, type ResolvedAutoSync } from './sync/autosync.js';
@@ -74,6 +79,10 @@ interface Registration<K = unknown, V = unknown> {
   needsFullSave: boolean;
   /** What the saves of this cache did so far. */
   readonly history: SaveHistory;
+  /** A write-behind save (of entries evicted unsaved) is queued. */
+  writeBehindQueued: boolean;
+  /** The last write-behind save failed: wait for AutoSync's retry instead of queueing more. */
+  writeBehindFailed: boolean;
 }
 
 interface SaveHistory {
@@ -107,7 +116,6 @@ export interface ManagerStats {
 }
 
 const emptyContents = <K, V>(): LoadedContents<K, V> => ({ values: new Map<K, V>(), expiry: new Map<K, number>() });
-const noop = (): void => undefined;
 
 /**
  * A registry of named caches, their dependency graph and their persistence.
@@ -149,6 +157,11 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
   readonly #closeController = new AbortController();
   readonly #hookOptions: HookRunOptions;
   readonly #autoSync: AutoSync;
+  /** Registrations in progress, so memoized functions can wait for their cache. */
+  readonly #registrations = new Map<string, Promise<Cache>>();
+  readonly #memo: Memoizer;
+  /** Moves on every change to any cache: memo dependency checks made before are void. */
+  #epoch = 0;
   #closing: Promise<void> | undefined;
 
   /**
@@ -178,6 +191,7 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
       timers: this.#timers,
       parentSignal: this.#closeController.signal,
     });
+    this.#memo = new Memoizer(this.#memoHost());
   }
 
   /**
@@ -227,21 +241,38 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
     if (this.#caches.has(name) || this.#registering.has(name)) throw new CacheExistsError(name);
     const added = this.#link(resolved.dependsOn.map((parent) => [parent, name] as const));
     this.#registering.add(name);
+    let registered: Promise<Cache<K, V>> | undefined;
     try {
-      return await this.#track(
+      registered = this.#track(
         this.#withLock(name, async () => {
           const usesStoreCodec = resolved.persistent && resolved.hooks.saver === undefined;
           const rules = resolved.persistent ? resolveAutoSync(resolved.autoSync, this.#options.autoSync) : false;
           const history: SaveHistory = { saves: 0, errors: 0, last: undefined, lastError: undefined };
-          const cache = new Cache<K, V>({
+          const store = this.#store;
+          const cache: Cache<K, V> = new Cache<K, V>({
             name,
             clock: this.#clock,
             emit: (event, payload) => this.emit(event, payload as never),
             codec: usesStoreCodec ? this.#codec : undefined,
             maxEntries: resolved.maxEntries,
             ttlMs: resolved.ttlMs,
-            onChange: rules === false ? noop : () => this.#autoSync.changed(name),
+            onChange:
+              rules === false
+                ? () => {
+                    this.#epoch++;
+                  }
+                : () => {
+                    this.#epoch++;
+                    this.#autoSync.changed(name);
+                  },
             describe: () => this.#persistenceStats(name, resolved.persistent, rules, history),
+            persistent: resolved.persistent,
+            readEntry:
+              usesStoreCodec && store.loadEntry !== undefined
+                ? (key) => store.loadEntry!(name, key, this.#storeContext)
+                : undefined,
+            onEvictDirty: () => this.#writeBehind(reg as Registration),
+            onRead: (key, value) => this.#memo.recordRead(name, key, value, cache.expiresAt(key) ?? 0),
           });
           const reg: Registration<K, V> = {
             name,
@@ -250,10 +281,12 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
             internals: cacheInternals(cache),
             needsFullSave: false,
             history,
+            writeBehindQueued: false,
+            writeBehindFailed: false,
           };
           let source: ContentsSource;
           if (resolved.contents !== undefined) {
-            reg.internals.replace(normalizeContents(name, 'contents', resolved.contents, resolved.ttlMs, this.#clock), true);
+            reg.internals.replace(normalizeContents(name, 'contents', resolved.contents, resolved.ttlMs, this.#clock), true, false);
             source = 'contents';
           } else {
             source = await this.#fill(reg);
@@ -270,11 +303,14 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
           return cache;
         }),
       );
+      this.#registrations.set(name, registered as Promise<Cache>);
+      return await registered;
     } catch (err) {
       for (const [parent, dependent] of added) this.#graph.removeDependency(parent, dependent);
       throw err;
     } finally {
       this.#registering.delete(name);
+      if (this.#registrations.get(name) === registered) this.#registrations.delete(name);
     }
   }
 
@@ -560,7 +596,142 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
     return this.close();
   }
 
+  /**
+   * Memoizes `fn` into a cache: each call's result is stored under the function's identity
+   * (cache, name, version) and its arguments, survives restarts, and is shared by processes
+   * using the same store. Concurrent calls for one key compute once (across processes too,
+   * when the store locks keys). A result remembers the memoized calls and cache entries
+   * (`fetch`, `getOrBuild`) its computation read; when any of them is invalidated, changes,
+   * or its function changes version, the result is recomputed on its next call.
+   *
+   * The default version is a hash of `fn`'s source: editing the function retires its old
+   * results. Arguments are keyed structurally (`f({ a: 1, b: 2 })` and `f({ b: 2, a: 1 })` are
+   * one call); class instances need a `key` function.
+   *
+   * @param fn - the function (sync or async); called with the memoized function's `this`
+   * @param options - `cache`, `name`, `version`, `key`, `ttl`, `maxEntries`, `cacheErrors`, `lock`
+   * @throws InvalidOptionError naming the option (an anonymous function needs a `name`)
+   * @example
+   * const price = manager.memoize(fetchPrice, { cache: 'prices', ttl: '10m' });
+   * await price('AAPL');            // computed, stored
+   * await price('AAPL');            // hit
+   * await price.invalidate('AAPL'); // next call computes again
+   */
+  memoize<F extends (...args: never[]) => unknown>(fn: F, options: MemoizeOptions<Parameters<F>> = {}): Memoized<F> {
+    this.#assertOpen();
+    if (typeof fn !== 'function') throw new InvalidOptionError('fn', `memoize() needs a function, got ${fn === null ? 'null' : typeof fn}`);
+    const resolved = resolveMemoizeOptions(fn.name, options);
+    validateCacheName(resolved.cache);
+    return this.#memo.memoize(fn, resolved);
+  }
+
+  /**
+   * A TC39 method decorator memoizing the method with {@link CacheManager.memoize}. Its
+   * default name is `<Class>.<method>`. Results are keyed by the arguments only, so they are
+   * shared by every instance: give a `key` that includes what tells instances apart.
+   *
+   * @example
+   * class Quotes {
+   *   constructor(readonly market: string) {}
+   *   \@manager.memoized({ key(symbol: string) { return [this.market, symbol]; } })
+   *   async price(symbol: string) { return fetchPrice(this.market, symbol); }
+   * }
+   */
+  memoized<This, A extends unknown[], R>(options: MemoizeOptions<A> = {}) {
+    return (method: (this: This, ...args: A) => R, context: ClassMethodDecoratorContext<This, (this: This, ...args: A) => R>) => {
+      if (context.kind !== 'method') throw new InvalidOptionError('memoized', `decorates methods, not a ${String(context.kind)}`);
+      const manager = this;
+      let wrapped: Memoized<(this: This, ...args: A) => R> | undefined;
+      return function (this: This, ...args: A): Promise<Awaited<R>> {
+        if (wrapped === undefined) {
+          const owner = (context.static ? this : (this as object).constructor) as { name?: string };
+          const name = options.name ?? `${owner.name ?? 'anonymous'}.${String(context.name)}`;
+          wrapped = manager.memoize(method, { ...options, name });
+        }
+        return wrapped.apply(this, args);
+      };
+    };
+  }
+
+  /**
+   * A proxy of `target` whose listed `methods` are memoized by (method, arguments) and whose
+   * `invalidates` methods, once they have run (resolved or rejected), drop every cached
+   * result of the methods they name, and only those. `null` and `undefined` results are
+   * cached like any other. Other members pass through untouched.
+   *
+   * @throws InvalidOptionError naming a method that the target lacks or that is not a function
+   * @example
+   * const repo = manager.proxy(userRepo, { cache: 'repo', methods: ['list', 'byId'], invalidates: { add: ['list'] } });
+   * await repo.list();   // computed
+   * await repo.add(bob); // runs, then drops list's results (byId's stay)
+   */
+  proxy<T extends object, M extends MethodKeys<T>, I extends MethodKeys<T> = never>(
+    target: T,
+    options: ProxyOptions<T, M, I>,
+  ): CachedProxy<T, M, I> {
+    this.#assertOpen();
+    return createProxy(this, target, options);
+  }
+
   // ---------------------------------------------------------------- internals
+
+  /** The manager's side of memoization. */
+  #memoHost(): MemoHost {
+    const usesStore = (name: string): Registration | undefined => {
+      const reg = this.#caches.get(name);
+      return reg?.options.persistent && reg.options.hooks.saver === undefined ? reg : undefined;
+    };
+    return {
+      owner: this,
+      clock: this.#clock,
+      emit: (event, payload) => this.emit(event, payload as never),
+      listening: (event) => this.listenerCount(event) > 0,
+      cache: async (name) => {
+        const existing = this.#caches.get(name)?.cache ?? (await this.#registrations.get(name)?.catch(() => undefined));
+        if (existing !== undefined) return existing as Cache<string, unknown>;
+        try {
+          return await this.registerCache<string, unknown>(name);
+        } catch (err) {
+          // Registered meanwhile by someone else (a concurrent first call, the application).
+          if (err instanceof CacheExistsError) return (this.#caches.get(name)?.cache ?? (await this.#registrations.get(name))) as Cache<string, unknown>;
+          throw err;
+        }
+      },
+      registered: (name) => this.#caches.get(name)?.cache,
+      readStored: async (name, key) => {
+        const reg = usesStore(name);
+        return reg === undefined ? undefined : this.#store.loadEntry?.(name, key, this.#storeContext);
+      },
+      adopt: (name, key, value, expiresAt) => this.#caches.get(name)?.internals.adopt(key, value, expiresAt),
+      lockKey: (name, key, options) => (usesStore(name) === undefined ? undefined : this.#store.lockKey?.(name, key, options)),
+      persist: async (name) => {
+        const reg = this.#caches.get(name);
+        if (reg !== undefined && !this.closed) await this.#track(this.#save(reg, 'flight'));
+      },
+      storedEntries: async (name) => {
+        const reg = usesStore(name);
+        if (reg === undefined || reg.options.hooks.loader !== undefined) return [];
+        return (await this.#store.load(name, this.#storeContext))?.entries ?? [];
+      },
+      epoch: () => this.#epoch,
+    };
+  }
+
+  /**
+   * Write-behind: an unsaved entry left memory (a bounded cache evicted it), so save the
+   * cache soon, once per burst of evictions. After a failure, AutoSync's retry takes over.
+   */
+  #writeBehind(reg: Registration): void {
+    if (reg.writeBehindQueued || reg.writeBehindFailed || this.#closing !== undefined) return;
+    reg.writeBehindQueued = true;
+    queueMicrotask(() => {
+      reg.writeBehindQueued = false;
+      if (this.#closing !== undefined || this.#caches.get(reg.name) !== reg) return;
+      this.#track(this.#save(reg, 'evict')).catch(() => {
+        reg.writeBehindFailed = true;
+      });
+    });
+  }
 
   #assertOpen(): void {
     if (this.#closing !== undefined) throw new ClosedError(`cache manager ${JSON.stringify(this.name)}`);
@@ -666,7 +837,8 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
       hadCopy = loaded !== undefined;
     }
     if (loaded !== undefined && (await this.#accepts(reg, loaded))) {
-      reg.internals.replace(loaded, false);
+      reg.internals.replace(loaded, false, source === 'store');
+      this.#epoch++;
       reg.needsFullSave = source === 'loader';
       this.emit(EVENTS.loaded, { name, source, entries: loaded.values.size, ms: performance.now() - started });
       return source;
@@ -712,7 +884,8 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
     }
     // Built contents are unsaved, unless there is nothing to save and nothing to replace.
     // Either way they start from a clear, so a batch of changes applies to any stored copy.
-    reg.internals.replace(built, options.persistent && (built.values.size > 0 || replacesCopy));
+    reg.internals.replace(built, options.persistent && (built.values.size > 0 || replacesCopy), true);
+    this.#epoch++;
     reg.needsFullSave = false;
     this.#autoSync.changed(name);
     this.emit(EVENTS.built, { name, entries: built.values.size, ms: performance.now() - started });
@@ -737,14 +910,16 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
     sourceOf: (name: string) => string,
   ): Promise<void> {
     // Empty every affected cache first: from here on nobody reads stale derived data.
-    for (const n of names) this.#caches.get(n)?.internals.replace(emptyContents(), false);
+    // The store copies are about to be deleted: read-through must not bring them back meanwhile.
+    for (const n of names) this.#caches.get(n)?.internals.replace(emptyContents(), false, false);
+    this.#epoch++;
     let failure: unknown;
     for (const n of names) {
       try {
         await this.#withLock(n, async () => {
           const reg = this.#caches.get(n);
           // Again, under the lock: a reload that was queued before us may have refilled it.
-          if (reg !== undefined) reg.internals.replace(emptyContents(), false);
+          if (reg !== undefined) reg.internals.replace(emptyContents(), false, false);
           await this.#deletePersisted(n);
           if (reg === undefined) return;
           this.emit(EVENTS.invalidated, { name: n, cause: causeOf(n), source: sourceOf(n) });
@@ -772,8 +947,8 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
     return this.#withLock(reg.name, async () => {
       const { name, options } = reg;
       if (!options.persistent || this.#caches.get(name) !== (reg as Registration)) return;
-      // An automatic save that another save overtook has nothing left to do.
-      if (reason === 'auto' && reg.cache.pendingChanges === 0 && !reg.needsFullSave) return;
+      // A background save that another save overtook has nothing left to do.
+      if ((reason === 'auto' || reason === 'evict' || reason === 'flight') && reg.cache.pendingChanges === 0 && !reg.needsFullSave) return;
       const started = performance.now();
       const saver = options.hooks.saver;
       const incremental = saver === undefined && this.#store.saveChanges !== undefined && !reg.needsFullSave;
@@ -799,7 +974,9 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
           await this.#hook('saver', name, (ctx) => saver(contents, ctx));
           entries = contents.size;
         }
+        reg.internals.endSave(ticket);
         reg.needsFullSave = false;
+        reg.writeBehindFailed = false;
         const ms = performance.now() - started;
         const at = this.#clock.now();
         reg.history.saves++;
@@ -812,6 +989,7 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
         reg.history.lastError = { at: this.#clock.now(), message: err instanceof Error ? err.message : String(err) };
         this.#autoSync.changed(name);
         this.emit(EVENTS.syncError, { name, reason, error: err });
+        if (reason === 'auto' || reason === 'evict') this.emit(EVENTS.error, { name, during: 'save', error: err });
         throw err;
       }
     });

@@ -348,3 +348,180 @@ export function resolveCascade(input: unknown, fallback: boolean): boolean {
   if (!parsed.success) throw toOptionError(parsed.error);
   return parsed.data.cascade ?? fallback;
 }
+
+// ------------------------------------------------------------------ memoize and proxy
+
+const positiveInt = (what: string) =>
+  z
+    .number({ message: `must be a positive integer (${what})` })
+    .int({ message: `must be a positive integer (${what})` })
+    .positive({ message: `must be a positive integer (${what})` })
+    .max(2 ** 31, { message: 'must be at most 2^31' });
+
+/** Schema of the `lock` option of memoize: `false`, or how to wait for another process. */
+const memoLockSchema = z.union([
+  z.literal(false),
+  z.strictObject({
+    /** How long to wait for another process computing the same call. @default '60s' */
+    wait: durationSchema.optional(),
+    /** The longest a lock is held before others may take it over. @default '10m' */
+    ttl: durationSchema.optional(),
+  }),
+]);
+
+/** Schema of {@link MemoizeOptions}. */
+export const memoizeOptionsSchema = z.strictObject({
+  /** The cache holding the results; registered on first use. @default 'memo' */
+  cache: nameSchema.optional(),
+  /** The function's name in that cache. @default fn.name */
+  name: z.string({ message: 'must be a string' }).min(1, { message: 'must not be empty' }).optional(),
+  /** The function's version. @default a hash of fn.toString() */
+  version: z.union([z.string(), z.number()], { message: 'must be a string or a number' }).optional(),
+  /** Maps the arguments to what identifies the call. @default the arguments */
+  key: fn('key(...args)').optional(),
+  /** Time-to-live of each result. @default the cache's */
+  ttl: durationSchema.optional(),
+  /** Most results kept for this function (least recently used dropped beyond it). @default unbounded */
+  maxEntries: positiveInt('maxEntries').optional(),
+  /** Whether thrown errors are stored and re-thrown on a hit; or a predicate. @default false */
+  cacheErrors: z.union([z.boolean(), fn('cacheErrors(error)')], { message: 'must be a boolean or a function (error) => boolean' }).optional(),
+  /** Single flight across processes sharing the store. @default { wait: '60s', ttl: '10m' } when the store has locks */
+  lock: memoLockSchema.optional(),
+});
+
+/**
+ * Options of `manager.memoize(fn, options)`.
+ *
+ * @example
+ * manager.memoize(fetchPrice, { cache: 'prices', ttl: '10m', maxEntries: 10_000, cacheErrors: true });
+ */
+export interface MemoizeOptions<A extends unknown[] = unknown[]> {
+  /** The cache holding the results, registered (persistent, default options) on first use if it is not already. @default 'memo' */
+  readonly cache?: string;
+  /** The function's name within the cache: part of its identity. @default `fn.name` (required for anonymous functions) */
+  readonly name?: string;
+  /**
+   * The function's version: part of its identity, so changing it retires the old results.
+   * @default a hash of `fn.toString()`: editing the function's source retires its results
+   */
+  readonly version?: string | number;
+  /**
+   * Maps the arguments (with the call's `this`) to the value that identifies the call; it is
+   * encoded like arguments are. Needed for arguments that cannot be keyed (class instances).
+   * @default the arguments themselves
+   */
+  readonly key?: (...args: A) => unknown;
+  /** Time-to-live of each result (ms or '10m'). @default the cache's `ttl` (none) */
+  readonly ttl?: Duration;
+  /** Most results kept for this function; the least recently used are deleted beyond it. @default unbounded */
+  readonly maxEntries?: number;
+  /**
+   * Store errors the function throws and throw them again on a hit (in every process).
+   * Aborts, timeouts, system errors (`errno`) and cachegraph's own errors are never stored.
+   * A function decides per error. @default false
+   */
+  readonly cacheErrors?: boolean | ((error: unknown) => boolean);
+  /**
+   * Single flight across processes sharing the store: the first computes while holding a
+   * lock on the call's key and saves the result at once; the others wait (`wait`) and read
+   * it. `false`: single flight within this process only, results saved by AutoSync.
+   * @default { wait: '60s', ttl: '10m' } when the store supports key locks
+   */
+  readonly lock?: false | { readonly wait?: Duration; readonly ttl?: Duration };
+}
+
+/** {@link MemoizeOptions} after validation and defaults. */
+export interface ResolvedMemoizeOptions {
+  readonly cache: string;
+  readonly name: string;
+  readonly version: string | undefined;
+  readonly key: ((...args: unknown[]) => unknown) | undefined;
+  readonly ttlMs: number | undefined;
+  readonly maxEntries: number;
+  readonly cacheErrors: boolean | ((error: unknown) => boolean);
+  readonly lock: false | { readonly waitMs: number; readonly ttlMs: number };
+}
+
+/** The cache memoized results go to when no `cache` is given. */
+export const DEFAULT_MEMO_CACHE = 'memo';
+
+/**
+ * Validates memoize options and applies defaults.
+ *
+ * @throws InvalidOptionError naming the option
+ * @internal used by the manager; not exported from the package.
+ */
+export function resolveMemoizeOptions(fnName: string, input: unknown): ResolvedMemoizeOptions {
+  const parsed = memoizeOptionsSchema.safeParse(input ?? {});
+  if (!parsed.success) throw toOptionError(parsed.error);
+  const o = parsed.data;
+  const name = o.name ?? fnName;
+  if (name === '')
+    throw new InvalidOptionError('name', 'is required for an anonymous function (it is part of where its results are stored)');
+  const lock = o.lock ?? {};
+  return Object.freeze({
+    cache: o.cache ?? DEFAULT_MEMO_CACHE,
+    name,
+    version: o.version === undefined ? undefined : String(o.version),
+    key: o.key as ((...args: unknown[]) => unknown) | undefined,
+    ttlMs: o.ttl === undefined ? undefined : parseDuration(o.ttl),
+    maxEntries: o.maxEntries ?? Number.POSITIVE_INFINITY,
+    cacheErrors: (o.cacheErrors ?? false) as boolean | ((error: unknown) => boolean),
+    lock:
+      lock === false
+        ? false
+        : Object.freeze({ waitMs: parseDuration(lock.wait ?? '60s') ?? 60_000, ttlMs: parseDuration(lock.ttl ?? '10m') ?? 600_000 }),
+  });
+}
+
+/** Schema of {@link ProxyOptions}. */
+export const proxyOptionsSchema = z.strictObject({
+  cache: nameSchema.optional(),
+  name: z.string({ message: 'must be a string' }).min(1, { message: 'must not be empty' }).optional(),
+  methods: z.array(z.string({ message: 'must be method names' }), { message: 'must be an array of method names' }),
+  invalidates: z.record(z.string(), z.array(z.string({ message: 'must be method names' }), { message: 'must map a method to an array of method names' })).optional(),
+  ttl: durationSchema.optional(),
+  maxEntries: positiveInt('maxEntries').optional(),
+  version: z.union([z.string(), z.number()], { message: 'must be a string or a number' }).optional(),
+  cacheErrors: z.union([z.boolean(), fn('cacheErrors(error)')], { message: 'must be a boolean or a function (error) => boolean' }).optional(),
+  lock: memoLockSchema.optional(),
+});
+
+/**
+ * Options of `manager.proxy(target, options)`.
+ *
+ * @example
+ * manager.proxy(repo, { cache: 'repo', methods: ['list', 'byId'], invalidates: { add: ['list'] }, ttl: '5m' });
+ */
+export interface ProxyOptions<T, M extends keyof T, I extends keyof T = never> {
+  /** The cache holding the results. @default 'memo' */
+  readonly cache?: string;
+  /** Prefix of the cached methods' names in the cache. @default the target's class name */
+  readonly name?: string;
+  /** Methods whose results are cached, by method name and arguments. */
+  readonly methods: readonly M[];
+  /** Methods that, after they run, drop every cached result of the listed methods. */
+  readonly invalidates?: { readonly [P in I]?: readonly M[] };
+  /** Time-to-live of each result. */
+  readonly ttl?: Duration;
+  /** Most results kept per cached method. */
+  readonly maxEntries?: number;
+  /** Version of every cached method (default: a hash of each method's source). */
+  readonly version?: string | number;
+  /** As in {@link MemoizeOptions.cacheErrors}. */
+  readonly cacheErrors?: boolean | ((error: unknown) => boolean);
+  /** As in {@link MemoizeOptions.lock}. */
+  readonly lock?: false | { readonly wait?: Duration; readonly ttl?: Duration };
+}
+
+/**
+ * Validates proxy options (the shape only; the manager checks the methods against the target).
+ *
+ * @throws InvalidOptionError naming the option
+ * @internal used by the manager; not exported from the package.
+ */
+export function resolveProxyOptions(input: unknown): z.infer<typeof proxyOptionsSchema> {
+  const parsed = proxyOptionsSchema.safeParse(input);
+  if (!parsed.success) throw toOptionError(parsed.error);
+  return parsed.data;
+}

@@ -288,16 +288,35 @@ export function memoKeyPrefix(identity: MemoIdentity): string {
   return `${identityPart(identity, 'cache')}/${identityPart(identity, 'name')}@${identityPart(identity, 'version')}#`;
 }
 
+/** Encodings up to this many characters are used as they are; longer ones are hashed. */
+export const MAX_PLAIN_ARGS_KEY = 64;
+
 /**
- * The store key of one call: {@link memoKeyPrefix} then {@link hashArgs}. Different
+ * The part of a store key that names the arguments: their encoding when it is short (at most
+ * {@link MAX_PLAIN_ARGS_KEY} characters), else its sha256 ({@link hashArgs}). Both are
+ * collision-free and they never meet: an encoding starts with `k1;`, a hash is 64 hex
+ * digits. Short arguments, the common case, skip the hash (it costs several times the
+ * encoding) and stay readable in the store.
+ *
+ * @example
+ * argsKey(['AAPL']);              // 'k1;a1:s4:AAPL'
+ * argsKey(['x'.repeat(100)]).length; // 64 (hashed)
+ */
+export function argsKey(args: readonly unknown[]): string {
+  const encoded = encodeArgs(args);
+  return encoded.length <= MAX_PLAIN_ARGS_KEY ? encoded : hash('sha256', encoded, 'hex');
+}
+
+/**
+ * The store key of one call: {@link memoKeyPrefix} then {@link argsKey}. Different
  * identities or structurally different arguments give different keys.
  *
  * @example
  * memoKey({ cache: 'prices', name: 'fetchPrice', version: '3' }, ['AAPL']);
- * // 'prices/fetchPrice@3#' followed by 64 hex digits
+ * // 'prices/fetchPrice@3#k1;a1:s4:AAPL'
  */
 export function memoKey(identity: MemoIdentity, args: readonly unknown[]): string {
-  return memoKeyPrefix(identity) + hashArgs(args);
+  return memoKeyPrefix(identity) + argsKey(args);
 }
 
 function identityPart(identity: MemoIdentity, field: keyof MemoIdentity): string {

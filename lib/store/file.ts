@@ -77,7 +77,18 @@ import {
 } from './log/segment.js';
 import { DirectoryLock } from './lock.js';
 import { fromFileName, isHashedFileName, toFileName } from './names.js';
-import type { CacheStore, ChangeBatch, SaveResult, StoreContext, StoredEntry, StoredSnapshot, StoreWarning } from './types.js';
+import { lockKeyInDirectory } from './key-lock.js';
+import type {
+  CacheStore,
+  ChangeBatch,
+  KeyLockResult,
+  LockKeyOptions,
+  SaveResult,
+  StoreContext,
+  StoredEntry,
+  StoredSnapshot,
+  StoreWarning,
+} from './types.js';
 
 /**
  * Extension of cache directories.
@@ -389,6 +400,23 @@ export class FileStore implements CacheStore {
    */
   get dir(): string {
     return this.#dir;
+  }
+
+  /**
+   * A lock on one key shared by every process using this directory, for single flight
+   * across processes: a lock file in `<dir>/.flights/<hash>/` recording the holder's pid and
+   * start time, so the lock of a process that died is taken over at once. A live holder is
+   * waited for up to `waitMs` (polling every 20 ms). A read-only store takes no locks
+   * (resolves `{ lock: undefined, waited: false }`: the caller computes alone).
+   *
+   * @throws {StoreIOError} the lock file cannot be created (permissions, disk full)
+   * @example
+   * const { lock, waited } = await store.lockKey('memo', key, { waitMs: 60_000, ttlMs: 600_000 });
+   * try { ... } finally { await lock?.release(); }
+   */
+  async lockKey(name: string, key: string, options: LockKeyOptions): Promise<KeyLockResult> {
+    if (this.#readOnly) return { lock: undefined, waited: false };
+    return lockKeyInDirectory(this.#dir, name, key, options, this.#timers);
   }
 
   /**

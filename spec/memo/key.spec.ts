@@ -1,7 +1,7 @@
 import { seededRandom } from '../random.js';
 import { expect } from 'chai';
 import fc from 'fast-check';
-import { encodeArgs, hashArgs, memoKey, memoKeyPrefix, MemoKeyError } from '../../lib/memo/key.js';
+import { argsKey, encodeArgs, hashArgs, MAX_PLAIN_ARGS_KEY, memoKey, memoKeyPrefix, MemoKeyError } from '../../lib/memo/key.js';
 
 /** The encoding of a call with these arguments. */
 function key(...args: unknown[]): string {
@@ -486,9 +486,22 @@ describe('memo keys (lib/memo/key.ts)', () => {
   describe('memoKey()', () => {
     const identity = { cache: 'prices', name: 'fetchPrice', version: '3' };
 
-    it('is the function identity, then the hash of the arguments', () => {
-      expect(memoKey(identity, ['AAPL'])).to.equal(`prices/fetchPrice@3#${hashArgs(['AAPL'])}`);
+    it('is the function identity, then the arguments: encoded when short, hashed when long', () => {
+      expect(memoKey(identity, ['AAPL'])).to.equal('prices/fetchPrice@3#k1;a1:s4:AAPL');
       expect(memoKey(identity, ['AAPL']).startsWith(memoKeyPrefix(identity))).to.equal(true);
+      const long = ['x'.repeat(100)];
+      expect(memoKey(identity, long)).to.equal(`prices/fetchPrice@3#${hashArgs(long)}`);
+    });
+
+    it('switches from encoding to hash exactly past MAX_PLAIN_ARGS_KEY characters', () => {
+      // 'k1;a1:s' + count + ':' + text: find the longest text that still fits.
+      const fits = (n: number): string[] => ['y'.repeat(n)];
+      let n = 0;
+      while (encodeArgs(fits(n + 1)).length <= MAX_PLAIN_ARGS_KEY) n++;
+      expect(argsKey(fits(n))).to.equal(encodeArgs(fits(n)));
+      expect(argsKey(fits(n + 1))).to.equal(hashArgs(fits(n + 1)));
+      // A hash never starts like an encoding, so the two kinds of key never collide.
+      expect(argsKey(fits(n + 1)).startsWith('k1;')).to.equal(false);
     });
 
     it('keeps identities apart, whatever characters their parts hold', () => {
@@ -649,7 +662,12 @@ describe('memo keys (lib/memo/key.ts)', () => {
     it('hashes as pinned', () => {
       expect(hashArgs(['AAPL'])).to.equal(HASH_AAPL);
       const identity = { cache: 'prices', name: 'fetchPrice', version: '3' };
-      expect(memoKey(identity, ['AAPL'])).to.equal(`prices/fetchPrice@3#${HASH_AAPL}`);
+      // Short arguments are keyed by their encoding, long ones by its hash.
+      expect(memoKey(identity, ['AAPL'])).to.equal('prices/fetchPrice@3#k1;a1:s4:AAPL');
+      expect(memoKey(identity, [{ user: { id: 1, tags: new Set(['a']) } }])).to.equal(
+        'prices/fetchPrice@3#k1;a1:o1:s4:usero2:s2:idd1;s4:tagse1:s1:a',
+      );
+      expect(memoKey(identity, ['A'.repeat(80)])).to.equal(`prices/fetchPrice@3#${hashArgs(['A'.repeat(80)])}`);
       expect(hashArgs([{ user: { id: 1, tags: new Set(['a']) } }])).to.equal(HASH_OBJECT);
     });
   });
