@@ -117,8 +117,8 @@ export interface SaveTicket<K> {
   readonly dirtyKeys: ReadonlySet<K>;
   /** Whether the cache was cleared since the previous save. */
   readonly cleared: boolean;
-  /** Unsaved entries that were evicted from memory, carried by `batch`. */
-  readonly evicted: readonly StoredEntry[];
+  /** Unsaved entries that were evicted from memory, carried by `batch`, by key. */
+  readonly evicted: ReadonlyMap<K, StoredEntry>;
 }
 
 /** Privileged operations only the manager performs. Reached through {@link cacheInternals}. */
@@ -143,6 +143,8 @@ export interface CacheInternals<K, V> {
    * is current here, else as a change (so the next save does not undo it).
    */
   adopt(key: K, value: V, expiresAt: number): void;
+  /** Whether the store's copy of `key` can be current (no change to it here since the last save landed). */
+  storeMayHold(key: K): boolean;
   /** Disconnects the cache from its manager: later writes throw E_CLOSED. */
   detach(): void;
 }
@@ -238,6 +240,7 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
         this.#saving.delete(ticket);
         this.#storeReadable = true;
       },
+      storeMayHold: (key) => this.#storeMayHold(key),
       adopt: (key, value, expiresAt) => {
         if (this.#detached || (expiresAt !== 0 && expiresAt <= this.#clock.now())) return;
         const clean = this.#storeMayHold(key);
@@ -518,10 +521,11 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
     const flight: Promise<V | undefined> = Promise.resolve().then(async () => {
       try {
         const mine = (): boolean => this.#pending.get(key) === flight && !this.#detached;
-        const buffered = this.#evictedDirty.get(key);
+        const buffered = this.#evictedDirty.get(key) ?? this.#evictedBeingSaved(key);
         if (buffered !== undefined) {
           if (buffered[2] === 0 || buffered[2] > this.#clock.now()) {
-            // Still unsaved: back into memory, and still dirty (its key stays in #dirtyKeys).
+            // Unsaved or being saved: back into memory. Its key stays dirty where it was (in
+            // #dirtyKeys, or in the running save's ticket, which restores it if it fails).
             this.#evictedDirty.delete(key);
             this.#insert(key, buffered[1] as V, buffered[2]);
             return buffered[1] as V;
@@ -545,11 +549,24 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
     return flight;
   }
 
+  /** The entry of `key` if a running save carries it as evicted (it is nowhere else in memory). */
+  #evictedBeingSaved(key: K): StoredEntry | undefined {
+    for (const ticket of this.#saving) {
+      const entry = ticket.evicted.get(key);
+      if (entry !== undefined) return entry;
+    }
+    return undefined;
+  }
+
+  /** Whether a running save writes `key` (the store does not hold its value yet). */
+  #beingSaved(key: K): boolean {
+    for (const ticket of this.#saving) if (ticket.cleared || ticket.dirtyKeys.has(key)) return true;
+    return false;
+  }
+
   /** Whether the store's copy of `key` can be current: not changed here since the last save landed. */
   #storeMayHold(key: K): boolean {
-    if (!this.#storeReadable || this.#cleared || this.#dirtyKeys.has(key)) return false;
-    for (const ticket of this.#saving) if (ticket.cleared || ticket.dirtyKeys.has(key)) return false;
-    return true;
+    return this.#storeReadable && !this.#cleared && !this.#dirtyKeys.has(key) && !this.#beingSaved(key);
   }
 
   /** Puts a saved entry (from the store or the evicted buffer) into memory, as most recently used; not a change. */
@@ -654,7 +671,10 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
       const oldest = this.#values.keys().next();
       if (oldest.done === true) return;
       const key = oldest.value;
-      if (this.#dirtyKeys.has(key)) {
+      // Unsaved, or being saved right now (the store does not hold it yet): keep it until written.
+      const unsaved = this.#dirtyKeys.has(key);
+      if (unsaved || (this.#saving.size !== 0 && this.#beingSaved(key))) {
+        if (!unsaved) this.#dirtyKeys.add(key);
         this.#evictedDirty.set(key, [key, this.#values.get(key), this.#expiry.get(key) ?? 0]);
         this.#onEvictDirty();
       }
@@ -680,7 +700,7 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
 
   #beginSave(mode: 'full' | 'changes'): SaveTicket<K> {
     if (this.#expiry.size !== 0) this.purgeExpired();
-    const evicted = [...this.#evictedDirty.values()];
+    const evicted = this.#evictedDirty;
     const ticket: SaveTicket<K> = {
       entries: mode === 'full' ? this.#allEntries() : undefined,
       batch: mode === 'changes' ? this.#changeBatch() : undefined,
@@ -735,7 +755,7 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
     // Evicted entries exist nowhere else: keep them for the retry, unless written, deleted
     // or cleared since (the newer state wins).
     if (!clearedSince) {
-      for (const entry of ticket.evicted) {
+      for (const entry of ticket.evicted.values()) {
         const key = entry[0] as K;
         if (!this.#dirtyKeys.has(key) && !this.#values.has(key)) this.#evictedDirty.set(key, entry);
       }

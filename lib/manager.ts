@@ -700,7 +700,9 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
       registered: (name) => this.#caches.get(name)?.cache,
       readStored: async (name, key) => {
         const reg = usesStore(name);
-        return reg === undefined ? undefined : this.#store.loadEntry?.(name, key, this.#storeContext);
+        // A key changed here since the last save: the store's copy is older than ours.
+        if (reg === undefined || !reg.internals.storeMayHold(key)) return undefined;
+        return this.#store.loadEntry?.(name, key, this.#storeContext);
       },
       adopt: (name, key, value, expiresAt) => this.#caches.get(name)?.internals.adopt(key, value, expiresAt),
       lockKey: (name, key, options) => (usesStore(name) === undefined ? undefined : this.#store.lockKey?.(name, key, options)),

@@ -130,8 +130,11 @@ export interface Memoized<F extends (...args: never[]) => unknown> {
   stats(): MemoStats;
 }
 
-/** What a shared flight settles to: a record, or an error not to store. */
-type Outcome = { readonly record: MemoRecord; readonly source: MemoHitSource | 'computed' } | { readonly thrown: unknown };
+/**
+ * What a shared flight settles to: a record (with the original error when this process
+ * computed a stored error: its callers get that object, not a copy), or an error not stored.
+ */
+type Outcome = { readonly record: MemoRecord; readonly original?: unknown } | { readonly thrown: unknown };
 
 /** Dependency chains deeper than this are not followed: the result is recomputed. */
 const MAX_DEPENDENCY_DEPTH = 1_000;
@@ -373,7 +376,7 @@ class FunctionState {
     const { record } = outcome;
     if (parent !== undefined && parent.owner === this.#host.owner)
       parent.add([this.#options.cache, key, record.s, this.#fnId, cache.expiresAt(key) ?? 0]);
-    if (record.e === 1) throw restoreError(record.v);
+    if (record.e === 1) throw 'original' in outcome ? outcome.original : restoreError(record.v);
     return record.v;
   }
 
@@ -418,7 +421,7 @@ class FunctionState {
       this.#write(cache, key, current, cache.expiresAt(key));
     }
     this.#hit(key, current, source);
-    return { record: current, source };
+    return { record: current };
   }
 
   #hit(key: string, record: MemoRecord, source: MemoHitSource): void {
@@ -461,7 +464,7 @@ class FunctionState {
     if (!store) return { thrown: value };
     const record = newRecord(value, threw, collector.dependencies(), this.#host.clock.now(), ms);
     this.#write(cache, key, record, undefined);
-    return { record, source: 'computed' };
+    return threw ? { record, original: value } : { record };
   }
 
   #storesError(error: unknown): boolean {

@@ -1,0 +1,173 @@
+// The read-through LRU tier (pyCacheBack): a bounded cache keeps the most recently used
+// entries in memory; the rest stay in the store and `fetch` brings them back.
+import { expect } from 'chai';
+import { MemoryStore, type CacheRemovedEvent, type SyncDoneEvent } from '../lib/index.js';
+import { record, useManagers } from './helpers.js';
+
+describe('read-through LRU tier (Cache#fetch with maxEntries)', () => {
+  const fx = useManagers();
+
+  it('keeps the most recently used entries in memory, evicting the oldest (LRU order, eviction count)', async () => {
+    const manager = fx.make({ autoSync: false });
+    const evicted = record<CacheRemovedEvent>(manager, 'cache:removed');
+    const tiles = await manager.registerCache<string, string>('tiles', { maxEntries: 3 });
+    for (const k of ['a', 'b', 'c']) tiles.set(k, k.toUpperCase());
+    tiles.get('a'); // a is now the most recently used
+    tiles.set('d', 'D');
+    tiles.set('e', 'E');
+    expect([...tiles.keys()]).to.deep.equal(['a', 'd', 'e']);
+    expect(evicted.map((e) => [e.key, e.reason])).to.deep.equal([
+      ['b', 'evict'],
+      ['c', 'evict'],
+    ]);
+  });
+
+  it('writes evicted unsaved entries to the store before they leave memory (write-behind)', async () => {
+    const store = new MemoryStore();
+    const manager = fx.make({ store, autoSync: false });
+    const syncs = record<SyncDoneEvent>(manager, 'sync:done');
+    const tiles = await manager.registerCache<string, number>('tiles', { maxEntries: 2 });
+    for (let i = 0; i < 5; i++) tiles.set(`t${i}`, i);
+    await new Promise((resolve) => setImmediate(resolve));
+    await manager.save('tiles'); // waits for the write-behind save queued before it
+    expect(syncs.some((s) => s.reason === 'evict')).to.equal(true);
+    const stored = await store.load('tiles', { codec: manager.codec, clock: { now: Date.now } });
+    expect(stored?.entries.map((e) => e[0]).sort()).to.deep.equal(['t0', 't1', 't2', 't3', 't4']);
+  });
+
+  it('fetch reads evicted keys back from the store and promotes them; get stays memory-only', async () => {
+    const manager = fx.make({ autoSync: false });
+    const tiles = await manager.registerCache<string, number>('tiles', { maxEntries: 2 });
+    for (let i = 0; i < 4; i++) tiles.set(`t${i}`, i);
+    await manager.save('tiles');
+    expect(tiles.get('t0')).to.equal(undefined); // synchronous, memory only
+    expect(tiles.has('t0')).to.equal(false);
+    expect(await tiles.fetch('t0')).to.equal(0); // from the store
+    expect([...tiles.keys()]).to.deep.equal(['t3', 't0']); // promoted, t2 evicted
+    expect(tiles.pendingChanges).to.equal(0); // a read is not a change
+    expect(await tiles.fetch('nope')).to.equal(undefined);
+  });
+
+  it('fetch finds an evicted entry that is not saved yet (it is still the newest value)', async () => {
+    const manager = fx.make({ autoSync: false });
+    const tiles = await manager.registerCache<string, number>('tiles', { maxEntries: 1 });
+    tiles.set('a', 1);
+    await manager.save('tiles');
+    tiles.set('a', 2);
+    tiles.set('b', 3); // evicts the unsaved a=2
+    expect(await tiles.fetch('a')).to.equal(2);
+  });
+
+  it('delete removes a key from both levels', async () => {
+    const manager = fx.make({ autoSync: false });
+    const tiles = await manager.registerCache<string, number>('tiles', { maxEntries: 1 });
+    tiles.set('a', 1);
+    tiles.set('b', 2);
+    await manager.save('tiles');
+    tiles.delete('a'); // only in the store now
+    expect(await tiles.fetch('a')).to.equal(undefined); // before the save: not read back
+    await manager.save('tiles');
+    expect(await tiles.fetch('a')).to.equal(undefined);
+    await manager.close();
+    const again = await fx.make().registerCache<string, number>('tiles', { maxEntries: 10 });
+    expect([...again.keys()]).to.deep.equal(['b']);
+  });
+
+  it('applies TTL on both levels: an expired evicted entry is not read back', async () => {
+    let now = 1_000_000;
+    const manager = fx.make({ autoSync: false, clock: { now: () => now } });
+    const tiles = await manager.registerCache<string, number>('tiles', { maxEntries: 1 });
+    tiles.set('short', 1, { ttl: 1_000 });
+    tiles.set('long', 2, { ttl: 60_000 });
+    await manager.save('tiles');
+    expect(await tiles.fetch('short')).to.equal(1);
+    expect(tiles.expiresAt('short')).to.equal(1_001_000); // the absolute expiry came back with it
+    tiles.set('other', 3); // evicts short again
+    now += 2_000;
+    expect(await tiles.fetch('short')).to.equal(undefined);
+    expect(await tiles.fetch('long')).to.equal(2);
+  });
+
+  it('a restart keeps every entry, not just the resident ones', async () => {
+    const first = fx.make({ autoSync: false });
+    const tiles = await first.registerCache<number, string>('tiles', { maxEntries: 10 });
+    for (let i = 0; i < 100; i++) tiles.set(i, `tile ${i}`);
+    await first.close();
+    const second = fx.make({ autoSync: false });
+    const again = await second.registerCache<number, string>('tiles', { maxEntries: 10 });
+    expect(again.size).to.equal(10);
+    for (let i = 0; i < 100; i++) expect(await again.fetch(i)).to.equal(`tile ${i}`);
+    await second.close();
+    const third = await fx.make().registerCache<number, string>('tiles', { maxEntries: 200 });
+    expect(third.size).to.equal(100);
+  });
+
+  it('concurrent fetches of one key share one store read; getOrBuild builds only what the store lacks', async () => {
+    const store = new MemoryStore();
+    const manager = fx.make({ store, autoSync: false });
+    const tiles = await manager.registerCache<string, number>('tiles', { maxEntries: 1 });
+    tiles.set('a', 1);
+    tiles.set('b', 2);
+    await manager.save('tiles');
+    let reads = 0;
+    const loadEntry = store.loadEntry.bind(store);
+    store.loadEntry = async (...args) => {
+      reads++;
+      return loadEntry(...args);
+    };
+    const [x, y] = await Promise.all([tiles.fetch('a'), tiles.fetch('a')]);
+    expect([x, y, reads]).to.deep.equal([1, 1, 1]);
+    let builds = 0;
+    expect(await tiles.getOrBuild('b', () => (builds++, 99))).to.equal(2);
+    expect(await tiles.getOrBuild('c', () => (builds++, 3))).to.equal(3);
+    expect(builds).to.equal(1);
+  });
+
+  it('a set while a fetch is reading wins over the stored value', async () => {
+    const store = new MemoryStore();
+    const manager = fx.make({ store, autoSync: false });
+    const tiles = await manager.registerCache<string, number>('tiles', { maxEntries: 1 });
+    tiles.set('a', 1);
+    tiles.set('b', 2);
+    await manager.save('tiles');
+    const pending = tiles.fetch('a');
+    tiles.set('a', 10);
+    await pending;
+    expect(tiles.get('a')).to.equal(10);
+  });
+
+  it('does not read the store while an invalidation is deleting it', async () => {
+    const manager = fx.make({ autoSync: false });
+    const tiles = await manager.registerCache<string, number>('tiles', { maxEntries: 1 });
+    tiles.set('a', 1);
+    tiles.set('b', 2);
+    await manager.save('tiles');
+    const invalidating = manager.invalidate('tiles');
+    expect(await tiles.fetch('a')).to.equal(undefined);
+    await invalidating;
+    expect(await tiles.fetch('a')).to.equal(undefined);
+  });
+
+  it('an unbounded cache answers fetch from memory (everything saved is loaded)', async () => {
+    const store = new MemoryStore();
+    const manager = fx.make({ store });
+    const users = await manager.registerCache<string, number>('users');
+    let reads = 0;
+    store.loadEntry = async () => {
+      reads++;
+      return undefined;
+    };
+    users.set('a', 1);
+    expect(await users.fetch('a')).to.equal(1);
+    expect(await users.fetch('b')).to.equal(undefined);
+    expect(reads).to.equal(0);
+  });
+
+  it('a non-persistent bounded cache does not keep evicted entries around', async () => {
+    const manager = fx.make();
+    const scratch = await manager.registerCache<number, number>('scratch', { maxEntries: 10, persistent: false });
+    for (let i = 0; i < 10_000; i++) scratch.set(i, i);
+    expect(scratch.stats()).to.include({ entries: 10, dirtyKeys: 0 });
+    expect(await scratch.fetch(0)).to.equal(undefined);
+  });
+});
