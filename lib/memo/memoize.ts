@@ -136,6 +136,9 @@ export interface Memoized<F extends (...args: never[]) => unknown> {
  */
 type Outcome = { readonly record: MemoRecord; readonly original?: unknown } | { readonly thrown: unknown };
 
+/** Most single arguments whose key {@link FunctionState} remembers (then it starts over). */
+const KEY_MEMO_SIZE = 65_536;
+
 /** Dependency chains deeper than this are not followed: the result is recomputed. */
 const MAX_DEPENDENCY_DEPTH = 1_000;
 
@@ -300,6 +303,12 @@ class FunctionState {
   #cache: Cache<string, unknown> | undefined;
   #ready: Promise<Cache<string, unknown>> | undefined;
   readonly #flights = new Map<string, Promise<Outcome>>();
+  /**
+   * The key of each recent single string or number argument: a key is a pure function of the
+   * argument, and looking the argument up costs far less than encoding it and hashing the new
+   * key string (the key returned is the very string the cache holds, so its lookup is fast too).
+   */
+  readonly #keyMemo: Map<unknown, string> | undefined;
   /** Keys of this function's results, least recently used first (only with `maxEntries`). */
   #lru: Map<string, true> | undefined;
   #hits = 0;
@@ -327,6 +336,7 @@ class FunctionState {
     this.#fnId = fnId;
     this.#prefix = memoKeyPrefix(identity);
     this.#allVersionsPrefix = this.#prefix.slice(0, this.#prefix.lastIndexOf('@') + 1);
+    this.#keyMemo = options.key === undefined ? new Map() : undefined;
   }
 
   /** The key of a call: the identity prefix, then the arguments (or what `key` maps them to). */
@@ -336,19 +346,31 @@ class FunctionState {
   }
 
   call(thisArg: unknown, args: unknown[]): Promise<unknown> {
-    let key: string;
+    let key: string | undefined;
+    const keyMemo = this.#keyMemo;
     try {
-      key = this.#keyOf(thisArg, args);
+      if (keyMemo !== undefined && args.length === 1) {
+        const arg = args[0];
+        // Map keys compare with SameValueZero, keys with Object.is: leave -0 to the encoding.
+        if (typeof arg === 'string' || (typeof arg === 'number' && !Object.is(arg, -0))) {
+          key = keyMemo.get(arg);
+          if (key === undefined) {
+            key = this.#keyOf(thisArg, args);
+            if (keyMemo.size >= KEY_MEMO_SIZE) keyMemo.clear();
+            keyMemo.set(arg, key);
+          }
+        }
+      }
+      key ??= this.#keyOf(thisArg, args);
     } catch (error) {
       return Promise.reject(error);
     }
     // The hot path: a result in memory, without dependencies, outside any computation.
     const cache = this.#cache;
     if (cache !== undefined) {
-      const record = cache.get(key);
-      if (record !== undefined && isMemoRecord(record) && record.d.length === 0 && tracking.getStore() === undefined) {
-        const now = this.#host.clock.now();
-        if (now - record.a < ACCESS_RESOLUTION_MS) {
+      const record = cache.get(key) as MemoRecord | undefined;
+      if (record !== undefined && record.d?.length === 0 && typeof record.s === 'string' && tracking.getStore() === undefined) {
+        if (this.#host.clock.now() - record.a < ACCESS_RESOLUTION_MS) {
           this.#hit(key, record, 'memory');
           return record.e === 0 ? Promise.resolve(record.v) : Promise.reject(restoreError(record.v));
         }

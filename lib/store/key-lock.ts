@@ -1,11 +1,10 @@
 /**
- * Locks on single keys, for single flight across processes ({@link CacheStore.lockKey}):
- * one implementation over lock files for {@link FileStore}, one in memory for
- * {@link MemoryStore} (stores shared by several managers of one process).
+ * Locks on single keys over lock files, for single flight across processes sharing a
+ * {@link FileStore} ({@link CacheStore.lockKey}).
  *
  * @module
  */
-import { hash, randomUUID } from 'node:crypto';
+import { hash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { LockedError, StoreIOError } from '../errors.js';
@@ -70,82 +69,4 @@ function directoryKeyLock(lock: DirectoryLock, dir: string): KeyLock {
         await fs.rmdir(dir).catch(() => undefined);
       })()),
   };
-}
-
-interface Held {
-  readonly token: string;
-  readonly released: Promise<void>;
-  readonly wake: () => void;
-  readonly expiry: { clear(): void };
-}
-
-/**
- * Key locks within one process, for stores that live in memory. A holder that never
- * releases loses the lock after `ttlMs`.
- *
- * @example
- * const locks = new InProcessKeyLocks(systemTimers);
- * const { lock } = await locks.lock('memo', key, { waitMs: 1000, ttlMs: 60_000 });
- */
-export class InProcessKeyLocks {
-  readonly #held = new Map<string, Held>();
-  readonly #timers: TimerProvider;
-
-  /**
-   * @param timers - for `waitMs` and `ttlMs`
-   * @example
-   * new InProcessKeyLocks(systemTimers);
-   */
-  constructor(timers: TimerProvider) {
-    this.#timers = timers;
-  }
-
-  /**
-   * Takes the lock on `key` of `name`, waiting up to `waitMs` for its holder.
-   *
-   * @example
-   * const { lock, waited } = await locks.lock('memo', 'k', { waitMs: 100, ttlMs: 1000 });
-   */
-  async lock(name: string, key: string, options: LockKeyOptions): Promise<KeyLockResult> {
-    const id = `${name}\0${key}`;
-    let waited = false;
-    let deadline: Promise<'timeout'> | undefined;
-    let timer: ReturnType<TimerProvider['setTimeout']> | undefined;
-    try {
-      for (;;) {
-        options.signal?.throwIfAborted();
-        const held = this.#held.get(id);
-        if (held === undefined) return { lock: this.#take(id, options.ttlMs), waited };
-        waited = true;
-        deadline ??= new Promise((resolve) => {
-          timer = this.#timers.setTimeout(() => resolve('timeout'), options.waitMs);
-        });
-        if ((await Promise.race([held.released, deadline])) === 'timeout') return { lock: undefined, waited };
-      }
-    } finally {
-      if (timer !== undefined) this.#timers.clearTimeout(timer);
-    }
-  }
-
-  #take(id: string, ttlMs: number): KeyLock {
-    const token = randomUUID();
-    let wake!: () => void;
-    const released = new Promise<void>((resolve) => {
-      wake = resolve;
-    });
-    const drop = (): void => {
-      const held = this.#held.get(id);
-      if (held?.token !== token) return;
-      this.#held.delete(id);
-      held.expiry.clear();
-      held.wake();
-    };
-    const handle = this.#timers.setTimeout(drop, ttlMs);
-    this.#held.set(id, { token, released, wake, expiry: { clear: () => this.#timers.clearTimeout(handle) } });
-    return {
-      release: async () => {
-        drop();
-      },
-    };
-  }
 }

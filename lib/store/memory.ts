@@ -12,9 +12,7 @@
 
 import { decodeFrame, encodeFrameToBytes } from './frame.js';
 import { KeyMap, Patch } from './log/keys.js';
-import { systemTimers } from '../sync/clock.js';
-import { InProcessKeyLocks } from './key-lock.js';
-import type { CacheStore, ChangeBatch, KeyLockResult, LockKeyOptions, SaveResult, StoreContext, StoredEntry, StoredSnapshot } from './types.js';
+import type { CacheStore, ChangeBatch, SaveResult, StoreContext, StoredEntry, StoredSnapshot } from './types.js';
 
 const LOCATION_PREFIX = 'memory:';
 
@@ -40,20 +38,6 @@ export class MemoryStore implements CacheStore {
   // Maps, not objects: '__proto__' is a fine cache name.
   readonly #blobs = new Map<string, Uint8Array>();
   readonly #quarantined = new Map<string, Uint8Array>();
-  readonly #keyLocks = new InProcessKeyLocks(systemTimers);
-
-  /**
-   * A lock on one key, shared by every manager using this store (they are in this process):
-   * single flight for memoized functions across managers. A holder that never releases
-   * loses it after `ttlMs`.
-   *
-   * @example
-   * const { lock } = await store.lockKey('memo', key, { waitMs: 1_000, ttlMs: 60_000 });
-   * await lock?.release();
-   */
-  lockKey(name: string, key: string, options: LockKeyOptions): Promise<KeyLockResult> {
-    return this.#keyLocks.lock(name, key, options);
-  }
 
   /**
    * `memory:<name>`.

@@ -8,7 +8,6 @@ import {
   InvalidOptionError,
   MemoKeyError,
   MemoRecursionError,
-  MemoryStore,
   type MemoHitEvent,
   type MemoMissEvent,
 } from '../../lib/index.js';
@@ -350,10 +349,9 @@ describe('CacheManager#memoize()', () => {
       expect(slow.callCount).to.equal(2);
     });
 
-    it('shares one computation between two managers on one MemoryStore (key locks)', async () => {
-      const store = new MemoryStore();
-      const a = fx.make({ store });
-      const b = fx.make({ store });
+    it('shares one computation between two managers on one directory (key locks)', async () => {
+      const a = fx.make();
+      const b = fx.make({ autoSync: false });
       let release!: () => void;
       const gate = new Promise<void>((resolve) => (release = resolve));
       const work = sinon.spy(async () => {
@@ -372,9 +370,8 @@ describe('CacheManager#memoize()', () => {
     });
 
     it('computes alone when the other holder keeps the lock past the wait', async () => {
-      const store = new MemoryStore();
-      const a = fx.make({ store });
-      const b = fx.make({ store });
+      const a = fx.make();
+      const b = fx.make({ autoSync: false });
       let release!: () => void;
       const gate = new Promise<void>((resolve) => (release = resolve));
       const hung = a.memoize(async () => (await gate, 'late'), { name: 'job', version: 1 })();
@@ -382,6 +379,7 @@ describe('CacheManager#memoize()', () => {
       const impatient = b.memoize(async () => 'alone', { name: 'job', version: 1, lock: { wait: 50 } });
       expect(await impatient()).to.equal('alone');
       expect(impatient.stats()).to.include({ waits: 1, misses: 1 });
+      await b.close().catch(() => undefined); // b is not the directory's writer: its save fails
       release();
       expect(await hung).to.equal('late');
     });
