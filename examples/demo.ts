@@ -5,7 +5,8 @@
  *   npm run demo -- --reset # forget the saved caches and start over
  *
  * What it shows: registering caches with builders, a dependency (the index depends on the
- * tiles), an invalidation cascade with its events, TTLs, and persistence across runs.
+ * tiles), an invalidation cascade with its events, TTLs, persistence across runs, and a
+ * memoized function whose stored results know which tiles they were computed from.
  */
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
@@ -63,6 +64,8 @@ async function main(): Promise<void> {
   manager.on('cache:built', (e) => console.log(`  built    ${e.name}: ${e.entries} entries in ${e.ms.toFixed(1)} ms`));
   manager.on('cache:invalidated', (e) => console.log(`  invalid  ${e.name} (${e.cause}, from ${e.source})`));
   manager.on('sync:done', (e) => console.log(`  saved    ${e.name}: ${e.entries} entries, ${e.bytes} bytes (${e.reason})`));
+  manager.on('memo:hit', (e) => console.log(`  memo hit  ${e.name} (from ${e.source})`));
+  manager.on('memo:miss', (e) => console.log(`  memo miss ${e.name}: computed in ${e.ms.toFixed(1)} ms (${e.reason})`));
 
   console.log(`cachegraph demo, files in ${dir}`);
   // Settings survive runs too: the run counter and the current map style.
@@ -112,11 +115,30 @@ async function main(): Promise<void> {
   console.log(`index: ${summary()}`);
   console.log(`tile entries expire at ${new Date(tiles.expiresAt(`${ZOOM}/0/0`) ?? 0).toISOString()} (absolute, kept across runs)`);
 
+  // A memoized computation over the tiles: its results are saved like any cache, and each
+  // remembers the tiles it read (with fetch), so new tiles make it compute again.
+  const ridge = manager.memoize(
+    async (row: number) => {
+      let best = { x: -1, height: -1 };
+      for (let x = 0; x < SIDE; x++) {
+        const tile = await tiles.fetch(`${ZOOM}/${x}/${row}`);
+        const height = tile === undefined ? -1 : Math.max(...tile.heights);
+        if (height > best.height) best = { x, height };
+      }
+      return best;
+    },
+    { name: 'ridge', cache: 'analysis' },
+  );
+  console.log('\nthe highest point of row 0, memoized (a hit from the second run on):');
+  console.log(`  ridge(0) = ${JSON.stringify(await ridge(0))}`);
+
   // The map style changes: every tile is stale, and so is everything derived from them.
   console.log(`\nchanging the map style ${style} -> ${style + 1}: invalidating 'tiles' cascades to ${JSON.stringify(manager.dependentsOf('tiles'))}`);
   settings.set('style', style + 1);
   await manager.invalidate('tiles');
   console.log(`index: ${summary()}`);
+  console.log('the tiles ridge(0) read have changed, so it computes again:');
+  console.log(`  ridge(0) = ${JSON.stringify(await ridge(0))}`);
 
   console.log('\nclosing: changed caches are saved');
   // `await using` closes the manager here, saving every cache with unsaved changes.
