@@ -18,6 +18,8 @@ export { DependencyGraph } from './graph.js';
 export { FileStore } from './store/file.js';
 export type { AppendFsync, CompactionOptions, CompactionResult, FileStoreOptions } from './store/file.js';
 export { MemoryStore } from './store/memory.js';
+export { RedisStore } from './store/redis.js';
+export type { BusHandler, RedisClient, RedisStoreOptions } from './store/redis.js';
 export type { CacheStore, ChangeBatch, KeyLock, KeyLockResult, LockKeyOptions, StoreContext, StoredEntry, StoredSnapshot, StoreWarning, SaveResult } from './store/types.js';
 export { v8Codec, jsonCodec } from './codec/index.js';
 export type { Codec, CodecName, CodecProblem } from './codec/types.js';
@@ -45,6 +47,7 @@ export {
   CorruptFileError,
   UnsupportedFormatError,
   StoreIOError,
+  StoreUnavailableError,
   SaveFailedError,
   LockedError,
   MemoKeyError,

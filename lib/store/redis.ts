@@ -23,8 +23,6 @@
  */
 
 import { randomBytes, randomUUID } from 'node:crypto';
-import os from 'node:os';
-import { z } from 'zod';
 import type { ChainableCommander, Cluster, Redis } from 'ioredis';
 import { ClosedError, CorruptFileError, InvalidOptionError, StoreIOError } from '../errors.js';
 import { yieldIfBusy } from './log/fsio.js';
@@ -42,68 +40,14 @@ import {
 } from './redis/connection.js';
 import { RedisKeys, type GenerationKeys } from './redis/keys.js';
 import { decodeRecord, fieldOf, RecordEncoder, stampOrder, type EncodedEntry } from './redis/record.js';
-import { APPLY, COMMIT, DROP, LOCK, PURGE, QUARANTINE, SCRIPTS, SLICE, UNLOCK } from './redis/scripts.js';
+import { RedisKeyLocks } from './redis/locks.js';
+import { parseOptions, type ParsedOptions, type RedisStoreOptions } from './redis/options.js';
+import { APPLY, COMMIT, DROP, PURGE, QUARANTINE, SCRIPTS, SLICE } from './redis/scripts.js';
 import { closeClient, Subscriber, type ChannelListener } from './redis/subscriber.js';
-import type { CacheStore, ChangeBatch, KeyLock, KeyLockResult, LockKeyOptions, SaveResult, StoreContext, StoredEntry, StoredSnapshot } from './types.js';
+import type { CacheStore, ChangeBatch, KeyLockResult, LockKeyOptions, SaveResult, StoreContext, StoredEntry, StoredSnapshot } from './types.js';
 
 export type { RedisClient } from './redis/connection.js';
-
-/**
- * Options of {@link RedisStore}: `url` or `client`, exactly one.
- *
- * @example
- * const options: RedisStoreOptions = { url: 'rediss://app:secret@redis.internal:6380/0', namespace: 'prod', retry: { attempts: 5, delayMs: 500 } };
- */
-export interface RedisStoreOptions {
-  /**
-   * The server: `redis://[[user]:password@]host[:port][/db]`, or `rediss://` for TLS. The
-   * store creates, owns and closes its connections.
-   */
-  readonly url?: string;
-  /**
-   * An ioredis `Redis` or `Cluster` instance to use instead (for TLS options, Sentinel,
-   * Cluster, ...). The store never closes it; it opens one more connection of the same
-   * kind (`duplicate()`) for pub/sub, and closes that one. Its `keyPrefix` option must be
-   * unset (use the store's `keyPrefix`).
-   */
-  readonly client?: Redis | Cluster;
-  /**
-   * Start of every key and channel name.
-   * @default 'cg:'
-   */
-  readonly keyPrefix?: string;
-  /**
-   * Caches of different namespaces are separate, on one server and one prefix; pub/sub
-   * messages reach the stores of one namespace.
-   * @default 'default'
-   */
-  readonly namespace?: string;
-  /**
-   * Longest wait for one connection attempt, until the server answers, in ms.
-   * @default 5000
-   */
-  readonly connectTimeoutMs?: number;
-  /**
-   * Longest wait for a reply to any command, in ms (connections the store creates);
-   * 0: none (a server that stops answering without closing the connection then hangs calls).
-   * @default 10000
-   */
-  readonly commandTimeoutMs?: number;
-  /**
-   * Attempts of the first connection and the pause between them. After the first success
-   * the client reconnects by itself for ever.
-   * @default { attempts: 3, delayMs: 200 }
-   */
-  readonly retry?: { readonly attempts?: number; readonly delayMs?: number };
-  /**
-   * After every write, wait until it is fsynced to the append-only file of `numlocal` (0
-   * or 1) servers and `numreplicas` replicas, for at most `timeoutMs` (0: forever), with
-   * WAITAOF (Redis 7.2+; not with a Cluster client). Fewer acknowledgements fail the write
-   * with `StoreIOError` (op `'waitaof'`): it was applied but may not be durable.
-   * @default undefined (no waiting: durability as configured on the server)
-   */
-  readonly waitAof?: { readonly numlocal: number; readonly numreplicas: number; readonly timeoutMs: number };
-}
+export type { RedisStoreOptions } from './redis/options.js';
 
 /**
  * Receives the messages other stores of the namespace publish (see {@link RedisStore.subscribe}).
@@ -113,59 +57,6 @@ export interface RedisStoreOptions {
  */
 export type BusHandler = (message: unknown, meta: { readonly from: string }) => void | Promise<void>;
 
-const NO_BRACES = /^[^{}]*$/;
-const BRACES_MESSAGE = 'must not contain { or } (they delimit the hash tag that keeps a cache in one cluster slot)';
-const int = (min: number) => z.number().int().min(min);
-
-function isClient(value: unknown): value is RedisClient {
-  if (typeof value !== 'object' || value === null) return false;
-  const candidate = value as Record<string, unknown>;
-  return typeof candidate['status'] === 'string' && typeof candidate['call'] === 'function' && typeof candidate['duplicate'] === 'function';
-}
-
-const optionsSchema = z
-  .strictObject({
-    url: z
-      .string()
-      .regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL')
-      .refine((url) => URL.canParse(url), 'is not a valid URL')
-      .optional(),
-    client: z.custom<RedisClient>(isClient, { message: 'must be an ioredis Redis or Cluster instance' }).optional(),
-    keyPrefix: z.string().regex(NO_BRACES, BRACES_MESSAGE).optional(),
-    namespace: z.string().min(1).regex(NO_BRACES, BRACES_MESSAGE).optional(),
-    connectTimeoutMs: int(1).optional(),
-    commandTimeoutMs: int(0).optional(),
-    retry: z.strictObject({ attempts: int(1).max(1000).optional(), delayMs: int(0).optional() }).optional(),
-    waitAof: z.strictObject({ numlocal: int(0).max(1), numreplicas: int(0), timeoutMs: int(0) }).optional(),
-  })
-  .superRefine((o, ctx) => {
-    if ((o.url === undefined) === (o.client === undefined)) {
-      ctx.addIssue({ code: 'custom', path: ['url'], message: 'give exactly one of url and client' });
-    }
-    const clientOptions = (o.client as { options?: { keyPrefix?: unknown } } | undefined)?.options;
-    if (typeof clientOptions?.keyPrefix === 'string' && clientOptions.keyPrefix !== '') {
-      ctx.addIssue({ code: 'custom', path: ['client'], message: "has ioredis' keyPrefix set; leave it unset and use the store's keyPrefix" });
-    }
-    if (o.waitAof !== undefined && o.client?.isCluster === true) {
-      ctx.addIssue({ code: 'custom', path: ['waitAof'], message: 'is not supported with a Cluster client' });
-    }
-  });
-
-type ParsedOptions = z.infer<typeof optionsSchema>;
-
-function parseOptions(options: unknown): ParsedOptions {
-  const parsed = optionsSchema.safeParse(options);
-  if (parsed.success) return parsed.data;
-  const issue = parsed.error.issues[0];
-  const path = (issue?.path ?? []).map(String);
-  if (issue?.code === 'unrecognized_keys') path.push(...issue.keys.slice(0, 1));
-  throw new InvalidOptionError(path.join('.'), `${issue?.message ?? 'invalid'} (RedisStore)`);
-}
-
-/** How often a lock waiter tries again without having heard of a release, ms. */
-const LOCK_POLL_MS = 250;
-/** What the LOCK script answers when the lock was taken. */
-const LOCK_TAKEN = -3;
 /** A generation being written expires after this unless committed (a writer died half way). */
 const DEBRIS_TTL_MS = 60 * 60 * 1000;
 /** Most bytes of records in one HSET of a save. */
@@ -177,50 +68,6 @@ const MAX_ATTEMPTS = 16;
 interface Known {
   readonly gen: string;
   readonly seq: number | undefined;
-}
-
-/** A lock waiter: woken by a release message, or cancelled by close(). */
-class Waiter {
-  #wake: (() => void) | undefined;
-  #woken = false;
-  #failure: Error | undefined;
-  #fail: ((error: Error) => void) | undefined;
-
-  wake(): void {
-    this.#woken = true;
-    this.#wake?.();
-  }
-
-  cancel(error: Error): void {
-    this.#failure = error;
-    this.#fail?.(error);
-  }
-
-  /** Resolves after `ms`, or at once when woken since the last wait; rejects on abort or cancel. */
-  wait(ms: number, signal: AbortSignal | undefined): Promise<void> {
-    if (this.#failure !== undefined) return Promise.reject(this.#failure);
-    if (this.#woken || ms <= 0) {
-      this.#woken = false;
-      return Promise.resolve();
-    }
-    return new Promise<void>((resolve, reject) => {
-      const done = (error?: unknown): void => {
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
-        this.#wake = undefined;
-        this.#fail = undefined;
-        this.#woken = false;
-        if (error === undefined) resolve();
-        else reject(error);
-      };
-      const onAbort = (): void => done(signal?.reason);
-      const timer = setTimeout(() => done(), ms);
-      timer.unref();
-      this.#wake = () => done();
-      this.#fail = (error) => done(error);
-      signal?.addEventListener('abort', onAbort, { once: true });
-    });
-  }
 }
 
 function newGenerationId(): string {
@@ -288,8 +135,9 @@ function stampAll(encoded: readonly EncodedEntry[], firstOrder: number): number 
  * a failed check of a record {@link CorruptFileError} naming the key; any other failure
  * reported by the server {@link StoreIOError}.
  *
- * `close()` drops the connections (and releases the locks this store holds); a later call
- * opens new ones.
+ * `close()` releases the locks this store holds and closes its connections; the store is
+ * then closed for good (later calls reject with `ClosedError`), so no call can open a
+ * connection behind the close.
  *
  * @example
  * const store = new RedisStore({ url: 'redis://127.0.0.1:6379', namespace: 'app' });
@@ -311,18 +159,11 @@ export class RedisStore implements CacheStore {
   readonly #connectTimeoutMs: number;
   readonly #waitAof: ParsedOptions['waitAof'];
   readonly #instanceId = randomUUID();
-  readonly #tokenPrefix = `${os.hostname()}:${process.pid}:`;
   #client: Promise<RedisClient> | undefined;
   #subscriber: Subscriber | undefined;
   #closing: Promise<void> | undefined;
   readonly #known = new Map<string, Known>();
-  /** Lock waiters by lock key. */
-  readonly #waiters = new Map<string, Set<Waiter>>();
-  /** Locks held (their release), released by close(). */
-  readonly #held = new Set<(client?: RedisClient) => Promise<void>>();
-  readonly #onLockReleased: ChannelListener = (lockKey) => {
-    for (const waiter of this.#waiters.get(lockKey) ?? []) waiter.wake();
-  };
+  readonly #locks: RedisKeyLocks;
 
   /**
    * @param options - see {@link RedisStoreOptions}; nothing connects before the first call
@@ -333,6 +174,11 @@ export class RedisStore implements CacheStore {
   constructor(options: RedisStoreOptions) {
     const o = parseOptions(options);
     this.#keys = new RedisKeys(o.keyPrefix ?? 'cg:', o.namespace ?? 'default');
+    this.#locks = new RedisKeyLocks({
+      keys: this.#keys,
+      run: (op, location, action) => this.#run(op, location, action),
+      listen: (channel, listener) => this.#listen(channel, listener),
+    });
     this.#connectTimeoutMs = o.connectTimeoutMs ?? 5000;
     this.#waitAof = o.waitAof;
     this.#given = o.client;
@@ -349,6 +195,8 @@ export class RedisStore implements CacheStore {
         commandTimeoutMs: o.commandTimeoutMs ?? 10_000,
         attempts: o.retry?.attempts ?? 3,
         delayMs: o.retry?.delayMs ?? 200,
+        // CLIENT SETNAME takes no spaces or control characters.
+        connectionName: `cachegraph:${(o.namespace ?? 'default').replace(/[^\x21-\x7e]/g, '_')}`,
       };
     }
   }
@@ -401,8 +249,9 @@ export class RedisStore implements CacheStore {
           throw new InvalidOptionError('waitAof', `needs WAITAOF (Redis 7.2 or later); ${this.#endpoint} runs ${version.join('.')}`);
         }
       }
-      // Known to the server from now on; EVALSHA falls back to EVAL after a restart or flush.
-      await Promise.all(SCRIPTS.map((script) => client.call('SCRIPT', ['LOAD', script.source])));
+      // Known to the server from now on, so big batches are not sent twice. Best effort: EVALSHA
+      // falls back to EVAL (after a restart, a flush, or where ACLs forbid SCRIPT).
+      await Promise.all(SCRIPTS.map((script) => client.call('SCRIPT', ['LOAD', script.source]).catch(() => undefined)));
     } catch (error) {
       if (this.#given === undefined) await closeClient(client);
       throw storeError(error, 'connect', this.#endpoint, this.#endpoint);
@@ -412,7 +261,7 @@ export class RedisStore implements CacheStore {
 
   /** The connected client; connects on first use; fails fast while disconnected. */
   async #connection(op: string): Promise<RedisClient> {
-    if (this.#closing !== undefined) await this.#closing;
+    if (this.#closing !== undefined) throw this.#closedError();
     if (this.#client === undefined) {
       const opening = this.#open();
       this.#client = opening;
@@ -423,6 +272,10 @@ export class RedisStore implements CacheStore {
     const client = await this.#client;
     assertReady(client, op, this.#endpoint);
     return client;
+  }
+
+  #closedError(): ClosedError {
+    return new ClosedError(`RedisStore ${this.#endpoint}`);
   }
 
   /** Runs `action` on the connected client, turning client failures into cachegraph errors. */
@@ -453,7 +306,7 @@ export class RedisStore implements CacheStore {
   }
 
   async #listen(channel: string, listener: ChannelListener): Promise<void> {
-    if (this.#closing !== undefined) await this.#closing;
+    if (this.#closing !== undefined) throw this.#closedError();
     try {
       await this.#subscription().add(channel, listener);
     } catch (error) {
@@ -515,7 +368,7 @@ export class RedisStore implements CacheStore {
    * the data and the pointer agree), retrying when the pointer moved. `undefined` when no
    * copy is saved.
    */
-  async #readLive<T>(
+  async #readLive(
     client: RedisClient,
     name: string,
     read: (chain: ChainableCommander, keys: GenerationKeys) => void,
@@ -891,73 +744,16 @@ export class RedisStore implements CacheStore {
    * with a token naming this host and pid. A waiter learns of a release by pub/sub (at
    * once) and also polls every 250 ms (or when the holder's lock would expire), and gives
    * up after `waitMs`. Release is compare-and-delete: a lock that expired and was taken by
-   * another holder is never removed by the old one.
+   * another holder is never removed by the old one. See `redis/locks.ts`.
    *
    * @throws {StoreUnavailableError} the server cannot be reached
-   * @throws the signal's reason, when `signal` aborts
+   * @throws the signal's reason, when `signal` aborts; `ClosedError` when the store closes meanwhile
    * @example
    * const { lock, waited } = await store.lockKey('memo', key, { waitMs: 10_000, ttlMs: 60_000 });
    * if (lock !== undefined) try { await compute(); } finally { await lock.release(); }
    */
-  async lockKey(name: string, key: string, options: LockKeyOptions): Promise<KeyLockResult> {
-    const { waitMs, ttlMs, signal } = options;
-    if (!Number.isFinite(waitMs) || waitMs < 0) throw new InvalidOptionError('waitMs', `must be a number of ms >= 0, got ${waitMs}`);
-    if (!Number.isFinite(ttlMs) || ttlMs <= 0) throw new InvalidOptionError('ttlMs', `must be a number of ms > 0, got ${ttlMs}`);
-    signal?.throwIfAborted();
-    const lockKey = this.#keys.lock(name, key);
-    const token = `${this.#tokenPrefix}${randomUUID()}`;
-    const ttl = String(Math.ceil(ttlMs));
-    const attempt = (): Promise<number> => this.#run('lockKey', lockKey, async (client) => Number(await runScript(client, LOCK, [lockKey], [token, ttl])));
-
-    let remaining = await attempt();
-    if (remaining === LOCK_TAKEN) return { lock: this.#lock(lockKey, token), waited: false };
-    if (waitMs === 0) return { lock: undefined, waited: true };
-    const deadline = performance.now() + waitMs;
-    const waiter = new Waiter();
-    let waiters = this.#waiters.get(lockKey);
-    if (waiters === undefined) {
-      waiters = new Set();
-      this.#waiters.set(lockKey, waiters);
-    }
-    waiters.add(waiter);
-    try {
-      try {
-        await this.#listen(this.#keys.locksChannel, this.#onLockReleased);
-      } catch {
-        // No pub/sub: polling alone still finds the lock free, later.
-      }
-      for (;;) {
-        // The first pass runs right after subscribing: a release before it was not heard.
-        await waiter.wait(0, signal);
-        remaining = await attempt();
-        if (remaining === LOCK_TAKEN) return { lock: this.#lock(lockKey, token), waited: true };
-        const left = deadline - performance.now();
-        if (left <= 0) return { lock: undefined, waited: true };
-        const pause = remaining === -2 ? 0 : remaining < 0 ? LOCK_POLL_MS : Math.min(LOCK_POLL_MS, remaining + 1);
-        await waiter.wait(Math.min(left, pause), signal);
-      }
-    } finally {
-      waiters.delete(waiter);
-      if (waiters.size === 0 && this.#waiters.get(lockKey) === waiters) this.#waiters.delete(lockKey);
-    }
-  }
-
-  #lock(lockKey: string, token: string): KeyLock {
-    let released: Promise<void> | undefined;
-    // `client`: the connection to use while closing (this.#run would wait for the close).
-    const release = (client?: RedisClient): Promise<void> =>
-      (released ??= (async () => {
-        this.#held.delete(release);
-        try {
-          const unlock = (c: RedisClient): Promise<unknown> => runScript(c, UNLOCK, [lockKey], [token, this.#keys.locksChannel]);
-          if (client === undefined) await this.#run('unlock', lockKey, unlock);
-          else if (client.status === 'ready') await unlock(client);
-        } catch {
-          // The lock expires after its ttl anyway.
-        }
-      })());
-    this.#held.add(release);
-    return { release: () => release() };
+  lockKey(name: string, key: string, options: LockKeyOptions): Promise<KeyLockResult> {
+    return this.#locks.lock(name, key, options);
   }
 
   // ---------------------------------------------------------------- pub/sub
@@ -1023,28 +819,26 @@ export class RedisStore implements CacheStore {
   /**
    * Releases the locks this store holds, cancels lock waits (they reject with
    * `ClosedError`), and closes the connections it opened (a `client` given in the options
-   * stays open). Idempotent; a later call opens new connections.
+   * stays open). Idempotent. Afterwards every call rejects with `ClosedError` (E_CLOSED):
+   * unlike FileStore and MemoryStore, a closed RedisStore is not reused (a call racing the
+   * close would otherwise open a connection nobody closes).
    *
    * @example
    * await store.close();
    */
   async close(): Promise<void> {
     this.#closing ??= (async () => {
-      const closed = new ClosedError(`RedisStore ${this.#endpoint}`);
-      for (const waiters of this.#waiters.values()) for (const waiter of waiters) waiter.cancel(closed);
+      const closed = this.#closedError();
       const opening = this.#client;
       const subscriber = this.#subscriber;
       this.#client = undefined;
       this.#subscriber = undefined;
       this.#known.clear();
       const client = await opening?.catch(() => undefined);
-      if (client !== undefined) await Promise.all([...this.#held].map((release) => release(client)));
-      this.#held.clear();
+      await this.#locks.close(client, closed);
       await subscriber?.close();
       if (client !== undefined && this.#given === undefined) await closeClient(client);
-    })().finally(() => {
-      this.#closing = undefined;
-    });
+    })();
     return this.#closing;
   }
 }

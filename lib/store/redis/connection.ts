@@ -21,7 +21,12 @@ import type { Cluster, Redis } from 'ioredis';
 import { CacheGraphError, StoreIOError, StoreUnavailableError } from '../../errors.js';
 import type { Script } from './scripts.js';
 
-/** A client RedisStore can use: a standalone connection or a Cluster. */
+/**
+ * A client RedisStore can use: a standalone connection or a Cluster.
+ *
+ * @example
+ * const client: RedisClient = new Redis('redis://127.0.0.1:6379');
+ */
 export type RedisClient = Redis | Cluster;
 
 /** First reconnection delay after a connection that was ready drops; doubles up to {@link RECONNECT_MAX_MS}. */
@@ -31,7 +36,12 @@ const RECONNECT_MAX_MS = 1000;
 /** Replies that mean "not now" rather than "this failed": the server is starting, failing over, or busy. */
 const UNAVAILABLE_REPLY = /^(LOADING|READONLY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|BUSY|NOREPLICAS|MISCONF)\b/;
 
-/** How to connect a client the store creates. */
+/**
+ * How to connect a client the store creates.
+ *
+ * @example
+ * const settings: ConnectSettings = { url, endpoint: redactUrl(url), connectTimeoutMs: 5000, commandTimeoutMs: 10_000, attempts: 3, delayMs: 200, connectionName: 'cachegraph:app' };
+ */
 export interface ConnectSettings {
   /** `redis://` or `rediss://` URL, credentials included. */
   readonly url: string;
@@ -45,6 +55,8 @@ export interface ConnectSettings {
   readonly attempts: number;
   /** Pause between two attempts. */
   readonly delayMs: number;
+  /** CLIENT SETNAME of the connections (visible in CLIENT LIST); no spaces. */
+  readonly connectionName: string;
 }
 
 /**
@@ -142,6 +154,7 @@ export async function connectOwnClient(settings: ConnectSettings, role: string):
       maxRetriesPerRequest: 0,
       autoResendUnfulfilledCommands: false,
       connectTimeout: settings.connectTimeoutMs,
+      connectionName: settings.connectionName,
       ...(settings.commandTimeoutMs > 0 ? { commandTimeout: settings.commandTimeoutMs } : {}),
       // Until the first ready: no reconnection (the attempts above decide); afterwards, for ever.
       retryStrategy: (times: number) => (wasReady ? Math.min(RECONNECT_BASE_MS * 2 ** Math.min(times - 1, 5), RECONNECT_MAX_MS) : null),

@@ -22,7 +22,12 @@
 
 import { InvalidNameError } from '../../errors.js';
 
-/** The three keys of one generation of one cache. */
+/**
+ * The three keys of one generation of one cache.
+ *
+ * @example
+ * const { meta, data, exp }: GenerationKeys = keys.generation('users', '9f3c0a1b2c3d4e5f');
+ */
 export interface GenerationKeys {
   readonly meta: string;
   readonly data: string;
@@ -72,33 +77,60 @@ export class RedisKeys {
    * `<prefix><namespace>:{<name>}`: the start of every key of the cache, and its location.
    *
    * @throws {InvalidNameError} for an empty name or one with a lone surrogate
+   * @example
+   * keys.base('a{b}'); // 'cg:default:{a%7Bb%7D}'
    */
   base(name: string): string {
     return `${this.root}{${escapeName(name)}}`;
   }
 
-  /** The generation pointer of `name`. */
+  /**
+   * The generation pointer of `name`.
+   *
+   * @example
+   * keys.gen('users'); // 'cg:default:{users}:gen'
+   */
   gen(name: string): string {
     return `${this.base(name)}:gen`;
   }
 
-  /** The keys of generation `id` of `name`. */
+  /**
+   * The keys of generation `id` of `name`.
+   *
+   * @example
+   * keys.generation('users', '9f3c').data; // 'cg:default:{users}:g:9f3c:data'
+   */
   generation(name: string, id: string): GenerationKeys {
     const at = `${this.base(name)}:g:${id}`;
     return { meta: `${at}:meta`, data: `${at}:data`, exp: `${at}:exp` };
   }
 
-  /** The keys a quarantined generation is renamed to; `slot` is `<base>.corrupt-<time>[-n]`. */
+  /**
+   * The keys a quarantined generation is renamed to; `slot` is `<base>.corrupt-<time>[-n]`.
+   *
+   * @example
+   * keys.quarantined('cg:default:{users}.corrupt-2024-05-01T120000.000Z').meta; // '….corrupt-2024-05-01T120000.000Z:meta'
+   */
   quarantined(slot: string): GenerationKeys {
     return { meta: `${slot}:meta`, data: `${slot}:data`, exp: `${slot}:exp` };
   }
 
-  /** The lock on `key` of cache `name`. */
+  /**
+   * The lock on `key` of cache `name`.
+   *
+   * @example
+   * keys.lock('memo', 'k'); // 'cg:default:{memo}:lock:k'
+   */
   lock(name: string, key: string): string {
     return `${this.base(name)}:lock:${key}`;
   }
 
-  /** The cache name of a generation pointer found by SCAN, or `undefined` if it is not one. */
+  /**
+   * The cache name of a generation pointer found by SCAN, or `undefined` if it is not one.
+   *
+   * @example
+   * keys.nameOfGenKey('cg:default:{a%7Bb%7D}:gen'); // 'a{b}'
+   */
   nameOfGenKey(key: string): string | undefined {
     if (!key.startsWith(`${this.root}{`) || !key.endsWith('}:gen')) return undefined;
     const escaped = key.slice(this.root.length + 1, -'}:gen'.length);

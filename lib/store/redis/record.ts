@@ -18,9 +18,9 @@
  * The order sits after the payload so that a record can be re-stamped with another order
  * (a writer that lost a race for the order numbers) without hashing the payload again.
  *
- * The field is the key's identity from `log/keys.ts` (the same one FileStore indexes by):
- * a primitive and an object key never collide, and two structurally equal object keys are
- * one key. Identities are well-formed strings, so their UTF-8 bytes are unambiguous.
+ * The field identifies the key (see {@link fieldOf}): a primitive and an object key never
+ * collide, and two structurally equal object keys are one key, as in FileStore's index.
+ * Fields are well-formed strings, so their UTF-8 bytes are unambiguous.
  *
  * @module
  */
@@ -35,7 +35,12 @@ import type { StoredEntry } from '../types.js';
 
 const MAGIC_0 = 0x63; // 'c'
 const MAGIC_1 = 0x67; // 'g'
-/** The record format version this module writes and reads. */
+/**
+ * The record format version this module writes and reads.
+ *
+ * @example
+ * record[2] === RECORD_VERSION; // true
+ */
 export const RECORD_VERSION = 1;
 const TAIL_SIZE = 12;
 const MIN_RECORD_SIZE = 4 + 1 + TAIL_SIZE;
@@ -59,14 +64,38 @@ export interface EncodedEntry {
 }
 
 /**
- * The hash field of a key: its identity (see the module comment). `-0` is `0`, as in a Map.
+ * The hash field of a key. Primitives have a short tagged text of their own (`s:users:1`,
+ * `n:42`, `i:7` for 7n, `b:true`, `null`, `undefined`; a string with a lone surrogate is
+ * `w:` and its UTF-16 code units in hex, since UTF-8 cannot carry it), with Map semantics
+ * (`-0` is `0`, every NaN is one key). Object keys use the identity of `log/keys.ts`: the
+ * versioned canonical encoding of memoization keys (`k1;…`), so two structurally equal
+ * objects are one key. No primitive field starts with `k`, nor with the 0xFF or U+0100 of
+ * that identity's fallbacks, so the two kinds never collide.
  *
+ * Fields are persisted: changing this encoding (or the `k1` format) orphans saved fields.
+ *
+ * @throws {TypeError} for a symbol (no codec stores one)
  * @example
- * fieldOf(v8Codec, 'u1'); // 'k1;a1:s2:u1'
+ * fieldOf(v8Codec, 'u1'); // 's:u1'
  * fieldOf(v8Codec, 7) !== fieldOf(v8Codec, '7'); // true
  */
 export function fieldOf(codec: Codec, key: unknown): string {
-  return objectIdentity(codec, key === 0 ? 0 : key);
+  switch (typeof key) {
+    case 'string':
+      return key.isWellFormed() ? `s:${key}` : `w:${Buffer.from(key, 'utf16le').toString('hex')}`;
+    case 'number':
+      return `n:${key === 0 ? 0 : key}`;
+    case 'bigint':
+      return `i:${key}`;
+    case 'boolean':
+      return `b:${key}`;
+    case 'undefined':
+      return 'undefined';
+    case 'symbol':
+      throw new TypeError('a symbol cannot be a stored key');
+    default:
+      return key === null ? 'null' : objectIdentity(codec, key);
+  }
 }
 
 /**
@@ -101,18 +130,29 @@ export class RecordEncoder {
    *
    * @throws {UnserializableError} naming the key, when the codec cannot encode the entry
    * @throws {InvalidContentsError} when it is not a `[key, value, expiresAt]` triple
+   * @example
+   * const { field, record } = encoder.encode(['u1', { name: 'Ada' }, 0]); // field 's:u1'
    */
   encode(entry: StoredEntry, index = 0): EncodedEntry {
     if (!Array.isArray(entry) || entry.length !== 3 || typeof entry[2] !== 'number' || !Number.isFinite(entry[2])) {
       throw new InvalidContentsError(this.#cacheName, 'save', `entry #${index} is not a [key, value, expiresAt] triple with a finite expiresAt`);
     }
-    let payload: Uint8Array = new Uint8Array(0);
-    // One item: encodePayloads yields exactly one payload, or throws UnserializableError naming the key.
-    for (const part of encodePayloads(this.#cacheName, this.#codec, [entry])) payload = part.payload;
+    let payload: unknown;
+    try {
+      payload = this.#codec.encode([entry]);
+    } catch {
+      payload = undefined;
+    }
+    if (!(payload instanceof Uint8Array)) {
+      // The slow path, for the error: with one item, encodePayloads yields exactly one payload
+      // or throws UnserializableError naming the key and the place in the value.
+      for (const part of encodePayloads(this.#cacheName, this.#codec, [entry])) payload = part.payload;
+    }
     const head = this.#head;
-    const record = Buffer.allocUnsafe(head.byteLength + payload.byteLength + TAIL_SIZE);
+    const bytes = payload as Uint8Array;
+    const record = Buffer.allocUnsafe(head.byteLength + bytes.byteLength + TAIL_SIZE);
     record.set(head, 0);
-    record.set(payload, head.byteLength);
+    record.set(bytes, head.byteLength);
     const partialCrc = crc32(record.subarray(0, record.byteLength - TAIL_SIZE));
     return { field: fieldOf(this.#codec, entry[0]), record, expiresAt: entry[2], partialCrc };
   }

@@ -14,10 +14,20 @@
 
 import { createHash } from 'node:crypto';
 
-/** Most arguments handed to one redis.call through unpack. */
+/**
+ * Most arguments handed to one redis.call through unpack.
+ *
+ * @example
+ * for (let i = 0; i < args.length; i += SLICE) pipeline.call('HSET', [key, ...args.slice(i, i + SLICE)]);
+ */
 export const SLICE = 1000;
 
-/** A script: its source and its SHA1 (for EVALSHA). */
+/**
+ * A script: its source and its SHA1 (for EVALSHA).
+ *
+ * @example
+ * await client.call('EVALSHA', [LOCK.sha, 1, lockKey, token, '5000']);
+ */
 export interface Script {
   readonly name: string;
   readonly source: string;
@@ -60,6 +70,9 @@ end`;
  * 8 now for the purge of expired entries ('' = no purge), 9 sets, 10 deletes, 11 expiring,
  * then sets × (field, record), deletes × field, expiring × (expiresAt, field).
  * Returns 'OK' or 'STALE'.
+ *
+ * @example
+ * await runScript(client, APPLY, keys, args);
  */
 export const APPLY = script(
   'apply',
@@ -100,6 +113,9 @@ return 'OK'`,
  * KEYS: gen, new meta, new data, new exp [, old meta, old data, old exp].
  * ARGV: 1 expected live generation ('' = none), 2 new generation, 3 fields, 4 expiring fields.
  * Returns 'OK', 'STALE' or 'INCOMPLETE'.
+ *
+ * @example
+ * await runScript(client, COMMIT, keys, args);
  */
 export const COMMIT = script(
   'commit',
@@ -124,6 +140,9 @@ return 'OK'`,
  * KEYS: per cache, gen, meta, data, exp of its expected generation (for none, the gen key four times).
  * ARGV: per cache, the expected generation ('' = none).
  * Returns 'STALE' (nothing done) or, per cache, 1 if it had a generation, else 0.
+ *
+ * @example
+ * await runScript(client, DROP, keys, args);
  */
 export const DROP = script(
   'drop',
@@ -149,6 +168,9 @@ return dropped`,
  *
  * KEYS: gen, meta, data, exp, quarantined meta, data, exp. ARGV: 1 expected generation.
  * Returns 'OK', 'NONE' (nothing saved), 'STALE' or 'TAKEN' (the target exists).
+ *
+ * @example
+ * await runScript(client, QUARANTINE, keys, args);
  */
 export const QUARANTINE = script(
   'quarantine',
@@ -172,6 +194,9 @@ return 'OK'`,
  *
  * KEYS: gen, data, exp. ARGV: 1 generation, 2 now, 3 most entries to remove.
  * Returns how many were removed.
+ *
+ * @example
+ * await runScript(client, PURGE, keys, args);
  */
 export const PURGE = script(
   'purge',
@@ -183,6 +208,9 @@ return purge(KEYS[2], KEYS[3], ARGV[2], tonumber(ARGV[3]))`,
 /**
  * Takes a lock: SET NX PX. KEYS: lock. ARGV: 1 token, 2 ttl in ms.
  * Returns -3 when taken, else the holder's remaining ms (PTTL: -1 no expiry, -2 gone meanwhile).
+ *
+ * @example
+ * await runScript(client, LOCK, keys, args);
  */
 export const LOCK = script(
   'lock',
@@ -194,6 +222,9 @@ return redis.call('PTTL', KEYS[1])`,
 /**
  * Releases a lock if it is still the caller's (compare-and-delete) and announces it.
  * KEYS: lock. ARGV: 1 token, 2 channel. Returns 1 if released, 0 if not ours (expired, taken over).
+ *
+ * @example
+ * await runScript(client, UNLOCK, keys, args);
  */
 export const UNLOCK = script(
   'unlock',
@@ -204,5 +235,10 @@ redis.call('PUBLISH', ARGV[2], KEYS[1])
 return 1`,
 );
 
-/** Every script, to load once per connection. */
+/**
+ * Every script, to load once per connection.
+ *
+ * @example
+ * await Promise.all(SCRIPTS.map((script) => client.call('SCRIPT', ['LOAD', script.source])));
+ */
 export const SCRIPTS: readonly Script[] = [APPLY, COMMIT, DROP, QUARANTINE, PURGE, LOCK, UNLOCK];
