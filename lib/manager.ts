@@ -81,8 +81,8 @@ interface Registration<K = unknown, V = unknown> {
   readonly history: SaveHistory;
   /** A write-behind save (of entries evicted unsaved) is queued. */
   writeBehindQueued: boolean;
-  /** The last write-behind save failed: wait for AutoSync's retry instead of queueing more. */
-  writeBehindFailed: boolean;
+  /** After a failed write-behind save, none is queued before this time (clock ms): back-off. */
+  writeBehindAfter: number;
 }
 
 interface SaveHistory {
@@ -114,6 +114,9 @@ export interface ManagerStats {
   /** Whether `close()` was called. */
   readonly closed: boolean;
 }
+
+/** How long write-behind saves pause after one failed. */
+const WRITE_BEHIND_BACKOFF_MS = 5_000;
 
 const emptyContents = <K, V>(): LoadedContents<K, V> => ({ values: new Map<K, V>(), expiry: new Map<K, number>() });
 
@@ -282,7 +285,7 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
             needsFullSave: false,
             history,
             writeBehindQueued: false,
-            writeBehindFailed: false,
+            writeBehindAfter: 0,
           };
           let source: ContentsSource;
           if (resolved.contents !== undefined) {
@@ -642,14 +645,19 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
       if (context.kind !== 'method') throw new InvalidOptionError('memoized', `decorates methods, not a ${String(context.kind)}`);
       const manager = this;
       let wrapped: Memoized<(this: This, ...args: A) => R> | undefined;
-      return function (this: This, ...args: A): Promise<Awaited<R>> {
+      const replacement = function (this: This, ...args: A): Promise<Awaited<R>> {
         if (wrapped === undefined) {
-          const owner = (context.static ? this : (this as object).constructor) as { name?: string };
-          const name = options.name ?? `${owner.name ?? 'anonymous'}.${String(context.name)}`;
+          // Named after the class that declares the method, whichever subclass calls first.
+          let holder: object | null = context.static ? (this as object) : Object.getPrototypeOf(this);
+          while (holder !== null && Object.getOwnPropertyDescriptor(holder, context.name)?.value !== replacement)
+            holder = Object.getPrototypeOf(holder);
+          const owner = (context.static ? holder : holder?.constructor) as { name?: string } | null | undefined;
+          const name = options.name ?? `${owner?.name || 'anonymous'}.${String(context.name)}`;
           wrapped = manager.memoize(method, { ...options, name });
         }
         return wrapped.apply(this, args);
       };
+      return replacement;
     };
   }
 
@@ -721,16 +729,17 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
 
   /**
    * Write-behind: an unsaved entry left memory (a bounded cache evicted it), so save the
-   * cache soon, once per burst of evictions. After a failure, AutoSync's retry takes over.
+   * cache soon, once per burst of evictions. After a failure, evictions queue no save for
+   * 5 s (the unsaved entries wait in memory; the next eviction after that tries again).
    */
   #writeBehind(reg: Registration): void {
-    if (reg.writeBehindQueued || reg.writeBehindFailed || this.#closing !== undefined) return;
+    if (reg.writeBehindQueued || this.#closing !== undefined || this.#clock.now() < reg.writeBehindAfter) return;
     reg.writeBehindQueued = true;
     queueMicrotask(() => {
       reg.writeBehindQueued = false;
       if (this.#closing !== undefined || this.#caches.get(reg.name) !== reg) return;
       this.#track(this.#save(reg, 'evict')).catch(() => {
-        reg.writeBehindFailed = true;
+        reg.writeBehindAfter = this.#clock.now() + WRITE_BEHIND_BACKOFF_MS;
       });
     });
   }
@@ -978,7 +987,7 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
         }
         reg.internals.endSave(ticket);
         reg.needsFullSave = false;
-        reg.writeBehindFailed = false;
+        reg.writeBehindAfter = 0;
         const ms = performance.now() - started;
         const at = this.#clock.now();
         reg.history.saves++;
@@ -991,7 +1000,8 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
         reg.history.lastError = { at: this.#clock.now(), message: err instanceof Error ? err.message : String(err) };
         this.#autoSync.changed(name);
         this.emit(EVENTS.syncError, { name, reason, error: err });
-        if (reason === 'auto' || reason === 'evict') this.emit(EVENTS.error, { name, during: 'save', error: err });
+        // Nobody awaits these saves: the error event is where they are reported.
+        if (reason === 'auto' || reason === 'evict' || reason === 'flight') this.emit(EVENTS.error, { name, during: 'save', error: err });
         throw err;
       }
     });

@@ -131,6 +131,15 @@ export interface Memoized<F extends (...args: never[]) => unknown> {
 }
 
 /**
+ * One computation in progress (or a lookup that may end in one). Invalidating its key while
+ * it runs cancels it: callers still get its result, but it is not stored.
+ */
+interface Flight {
+  readonly done: Promise<Outcome>;
+  cancelled: boolean;
+}
+
+/**
  * What a shared flight settles to: a record (with the original error when this process
  * computed a stored error: its callers get that object, not a copy), or an error not stored.
  */
@@ -154,6 +163,11 @@ export class Memoizer {
   readonly #memoCaches = new Set<string>();
   /** The epoch at which a record's dependencies were last found valid. */
   readonly #validAt = new WeakMap<MemoRecord, number>();
+  /**
+   * Flights by `<cache>\0<key>`: shared by every wrapper of one identity (two proxies of
+   * one class, a function memoized twice), so they compute once too.
+   */
+  readonly flights = new Map<string, Flight>();
 
   /**
    * @param host - the manager's side
@@ -302,7 +316,6 @@ class FunctionState {
   readonly #allVersionsPrefix: string;
   #cache: Cache<string, unknown> | undefined;
   #ready: Promise<Cache<string, unknown>> | undefined;
-  readonly #flights = new Map<string, Promise<Outcome>>();
   /**
    * The key of each recent single string or number argument: a key is a pure function of the
    * argument, and looking the argument up costs far less than encoding it and hashing the new
@@ -384,26 +397,40 @@ class FunctionState {
     if (parent !== undefined && parent.owner === this.#host.owner && parent.computing(this.#options.cache, key))
       throw new MemoRecursionError(this.#options.cache, this.#options.name);
     const cache = await this.#cacheReady();
-    let flight = this.#flights.get(key);
+    const flights = this.#memoizer.flights;
+    const id = `${this.#options.cache}\0${key}`;
+    let flight = flights.get(id);
     if (flight === undefined) {
-      flight = this.#resolve(thisArg, args, key, cache, parent);
-      this.#flights.set(key, flight);
+      const started: Flight = { done: undefined as never, cancelled: false };
+      (started as { done: Promise<Outcome> }).done = this.#resolve(thisArg, args, key, cache, parent, started);
+      flights.set(id, started);
       const done = (): void => {
-        if (this.#flights.get(key) === flight) this.#flights.delete(key);
+        if (flights.get(id) === started) flights.delete(id);
       };
-      flight.then(done, done);
+      started.done.then(done, done);
+      flight = started;
     }
-    const outcome = await flight;
+    const outcome = await flight.done;
     if ('thrown' in outcome) throw outcome.thrown;
     const { record } = outcome;
-    if (parent !== undefined && parent.owner === this.#host.owner)
-      parent.add([this.#options.cache, key, record.s, this.#fnId, cache.expiresAt(key) ?? 0]);
+    if (parent !== undefined && parent.owner === this.#host.owner) {
+      // The result goes stale when it expires, or when any of its own dependencies does.
+      const expires = cache.expiresAt(key) ?? 0;
+      parent.add([this.#options.cache, key, record.s, this.#fnId, record.x !== 0 && (expires === 0 || record.x < expires) ? record.x : expires]);
+    }
     if (record.e === 1) throw 'original' in outcome ? outcome.original : restoreError(record.v);
     return record.v;
   }
 
   /** Finds a valid stored result, else computes one (once across processes when the store locks keys). */
-  async #resolve(thisArg: unknown, args: unknown[], key: string, cache: Cache<string, unknown>, parent: Collector | undefined): Promise<Outcome> {
+  async #resolve(
+    thisArg: unknown,
+    args: unknown[],
+    key: string,
+    cache: Cache<string, unknown>,
+    parent: Collector | undefined,
+    flight: Flight,
+  ): Promise<Outcome> {
     const inMemory = cache.has(key);
     const stored = await tracking.exit(() => cache.fetch(key));
     if (isMemoRecord(stored)) {
@@ -413,7 +440,7 @@ class FunctionState {
     const reason = isMemoRecord(stored) ? 'stale' : 'absent';
     const lockOptions = this.#options.lock;
     const locking = lockOptions === false ? undefined : this.#host.lockKey(this.#options.cache, key, lockOptions);
-    if (locking === undefined) return this.#compute(thisArg, args, key, cache, parent, reason);
+    if (locking === undefined) return this.#compute(thisArg, args, key, cache, parent, reason, flight);
     const { lock, waited } = await locking;
     if (waited) this.#waits++;
     try {
@@ -425,7 +452,7 @@ class FunctionState {
         this.#shared++;
         return this.#found(cache, key, theirs, 'process');
       }
-      const outcome = await this.#compute(thisArg, args, key, cache, parent, reason);
+      const outcome = await this.#compute(thisArg, args, key, cache, parent, reason, flight);
       // Waiters in other processes read the result from the store: save it before unlocking.
       if (lock !== undefined && 'record' in outcome) await this.#host.persist(this.#options.cache).catch(() => undefined);
       return outcome;
@@ -465,6 +492,7 @@ class FunctionState {
     cache: Cache<string, unknown>,
     parent: Collector | undefined,
     reason: 'absent' | 'stale',
+    flight: Flight,
   ): Promise<Outcome> {
     const collector = new Collector(this.#host.owner, this.#options.cache, key, parent);
     const started = performance.now();
@@ -485,7 +513,8 @@ class FunctionState {
       this.#host.emit(EVENTS.memoMiss, { cache: this.#options.cache, name: this.#options.name, key, ms, threw, cachedError: threw && store, reason });
     if (!store) return { thrown: value };
     const record = newRecord(value, threw, collector.dependencies(), this.#host.clock.now(), ms);
-    this.#write(cache, key, record, undefined);
+    // Invalidated while it ran: the callers get it, the cache does not.
+    if (!flight.cancelled) this.#write(cache, key, record, undefined);
     return threw ? { record, original: value } : { record };
   }
 
@@ -543,7 +572,7 @@ class FunctionState {
   async invalidate(thisArg: unknown, args: unknown[]): Promise<boolean> {
     const key = this.#keyOf(thisArg, args);
     const cache = await this.#cacheReady();
-    this.#flights.delete(key);
+    this.#cancel(key);
     this.#lru?.delete(key);
     return cache.delete(key);
   }
@@ -562,6 +591,11 @@ class FunctionState {
       }
     }
     const cache = await this.#cacheReady();
+    if (maxAgeMs === undefined) for (const id of [...this.#memoizer.flights.keys()]) this.#cancel(id.slice(id.indexOf('\0') + 1), true);
+    // A bounded cache keeps only part of its results in memory, and unsaved evicted ones in
+    // neither memory's view nor the store: save first, then look at the store's copy too.
+    const bounded = cache.maxEntries !== Number.POSITIVE_INFINITY;
+    if (bounded) await this.#host.persist(this.#options.cache).catch(() => undefined);
     const cutoff = maxAgeMs === undefined ? Number.POSITIVE_INFINITY : this.#host.clock.now() - maxAgeMs;
     const doomed = new Set<string>();
     const consider = (key: unknown, value: unknown): void => {
@@ -570,19 +604,29 @@ class FunctionState {
     };
     for (const [key, value] of cache.entries()) consider(key, value);
     // A bounded cache keeps only part of its results in memory: look at the store's too.
-    if (cache.maxEntries !== Number.POSITIVE_INFINITY) {
+    if (bounded) {
       for (const [key, value] of await this.#host.storedEntries(this.#options.cache)) if (!cache.has(key as string)) consider(key, value);
     }
     for (const key of doomed) {
-      this.#flights.delete(key);
       this.#lru?.delete(key);
       cache.delete(key);
     }
     return doomed.size;
   }
 
+  /** Stops a running computation of `key` from storing its result (every version with `allVersions`). */
+  #cancel(key: string, allVersions = false): void {
+    const flights = this.#memoizer.flights;
+    if (allVersions && !key.startsWith(this.#allVersionsPrefix)) return;
+    const id = `${this.#options.cache}\0${key}`;
+    const flight = flights.get(id);
+    if (flight === undefined) return;
+    flight.cancelled = true;
+    flights.delete(id);
+  }
+
   peek(thisArg: unknown, args: unknown[]): unknown {
-    const cache = this.#cache;
+    const cache = this.#cache ?? this.#host.registered(this.#options.cache);
     if (cache === undefined) return undefined;
     const record = cache.peek(this.#keyOf(thisArg, args));
     if (!isMemoRecord(record) || record.e === 1 || !this.#memoizer.validInMemory(record)) return undefined;
@@ -592,7 +636,10 @@ class FunctionState {
   stats(): MemoStats {
     let entries = 0;
     if (this.#lru !== undefined) entries = this.#lru.size;
-    else if (this.#cache !== undefined) for (const key of this.#cache.keys()) if (typeof key === 'string' && key.startsWith(this.#prefix)) entries++;
+    else {
+      const cache = this.#cache ?? this.#host.registered(this.#options.cache);
+      if (cache !== undefined) for (const key of cache.keys()) if (typeof key === 'string' && key.startsWith(this.#prefix)) entries++;
+    }
     return {
       cache: this.#options.cache,
       name: this.#options.name,

@@ -94,9 +94,19 @@ export function createProxy<T extends object, M extends MethodKeys<T>, I extends
       );
     });
   }
+  // Other members are the target's own, read and called on the target itself (so getters,
+  // private fields and built-ins such as Map work), one bound function per method.
+  const bound = new Map<(...args: unknown[]) => unknown, (...args: unknown[]) => unknown>();
   const proxy = new Proxy(target, {
-    get(t, property, receiver) {
-      return members.get(property) ?? Reflect.get(t, property, receiver);
+    get(t, property) {
+      const member = members.get(property);
+      if (member !== undefined) return member;
+      const value: unknown = Reflect.get(t, property, t);
+      if (typeof value !== 'function' || property === 'constructor') return value;
+      const fn = value as (...args: unknown[]) => unknown;
+      let b = bound.get(fn);
+      if (b === undefined) bound.set(fn, (b = fn.bind(t)));
+      return b;
     },
   });
   return proxy as unknown as CachedProxy<T, M, I>;

@@ -22,8 +22,8 @@ export type MemoDependency = readonly [cache: string, key: unknown, token: strin
 export interface StoredError {
   readonly name: string;
   readonly message: string;
-  readonly stack: string | undefined;
-  readonly code: string | number | undefined;
+  readonly stack?: string;
+  readonly code?: string | number;
 }
 
 /** The value stored under a memoized call's key. */
@@ -99,8 +99,11 @@ export function isStorableError(error: unknown): boolean {
 
 function storeError(error: unknown): StoredError {
   const e = error as Error & { code?: unknown };
-  const code = typeof e.code === 'string' || typeof e.code === 'number' ? e.code : undefined;
-  return { name: String(e.name), message: String(e.message), stack: typeof e.stack === 'string' ? e.stack : undefined, code };
+  // Absent fields are left out, not `undefined`: the json codec refuses what JSON would drop.
+  const stored: { name: string; message: string; stack?: string; code?: string | number } = { name: String(e.name), message: String(e.message) };
+  if (typeof e.stack === 'string') stored.stack = e.stack;
+  if (typeof e.code === 'string' || typeof e.code === 'number') stored.code = e.code;
+  return stored as StoredError;
 }
 
 /**

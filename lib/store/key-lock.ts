@@ -21,11 +21,16 @@ const FILE_POLL_MS = 20;
 /** Attempts when the lock folder vanishes under us (its previous holder removed it). */
 const VANISHED_ATTEMPTS = 8;
 
+/** The lock file inside a key's lock folder. */
+const KEY_LOCK_FILE = 'LOCK';
+
 /**
  * Takes the lock on `key` of cache `name` under a file store's `root`: the folder
  * `<root>/.flights/<hash>/` holding a {@link DirectoryLock} (owner pid and start time, so a
  * dead holder's lock is taken over at once). A live holder is waited for up to `waitMs`.
- * Releasing removes the lock file and then its folder.
+ * A lock older than `ttlMs` is presumed abandoned (its holder hung, or died on another host
+ * where its pid cannot be checked) and removed. Releasing removes the lock file and then its
+ * folder. Lock files are not fsynced: a key lock need not outlive the machine.
  *
  * @example
  * const { lock } = await lockKeyInDirectory(dir, 'memo', key, { waitMs: 60_000, ttlMs: 600_000 }, systemTimers);
@@ -44,10 +49,12 @@ export async function lockKeyInDirectory(
     options.signal?.throwIfAborted();
     try {
       // First without waiting, to learn whether someone else had it.
-      const lock = await DirectoryLock.acquire(dir, { timeoutMs: waited ? options.waitMs : 0, pollMs: FILE_POLL_MS, timers });
+      const lock = await DirectoryLock.acquire(dir, { timeoutMs: waited ? options.waitMs : 0, pollMs: FILE_POLL_MS, timers, durable: false });
       return { lock: directoryKeyLock(lock, dir), waited };
     } catch (error) {
       if (error instanceof LockedError) {
+        // Held for longer than any holder may: remove it (at worst two processes compute).
+        if (await removeIfOlderThan(path.join(dir, KEY_LOCK_FILE), options.ttlMs)) continue;
         if (waited) return { lock: undefined, waited };
         waited = true;
         continue;
@@ -57,6 +64,16 @@ export async function lockKeyInDirectory(
       throw error;
     }
   }
+}
+
+/** Removes `file` if its last change is more than `ageMs` ago; whether it did. */
+async function removeIfOlderThan(file: string, ageMs: number): Promise<boolean> {
+  const stat = await fs.stat(file).catch(() => undefined);
+  if (stat === undefined || Date.now() - stat.mtimeMs <= ageMs) return false;
+  return fs.unlink(file).then(
+    () => true,
+    () => false,
+  );
 }
 
 function directoryKeyLock(lock: DirectoryLock, dir: string): KeyLock {

@@ -170,6 +170,12 @@ export interface AcquireLockOptions {
    * @default systemTimers
    */
   readonly timers?: TimerProvider;
+  /**
+   * Fsync the lock file when it is created. `false` for locks that need not survive a power
+   * loss (a lock that vanishes with the machine protects nothing that survived it either).
+   * @default true
+   */
+  readonly durable?: boolean;
 }
 
 /**
@@ -203,6 +209,8 @@ const acquireOptionsSchema = z.strictObject({
   clock: clockSchema.optional(),
   /** @default systemTimers */
   timers: timersSchema.optional(),
+  /** @default true */
+  durable: z.boolean({ message: 'must be a boolean' }).optional(),
 });
 const readOptionsSchema = z.strictObject({
   /** @default systemClock */
@@ -214,6 +222,7 @@ interface ResolvedAcquireOptions {
   readonly pollMs: number;
   readonly clock: Clock;
   readonly timers: TimerProvider;
+  readonly durable: boolean;
 }
 
 function optionError(error: z.ZodError, where: string): InvalidOptionError {
@@ -231,6 +240,7 @@ function resolveAcquireOptions(input: AcquireLockOptions): ResolvedAcquireOption
     pollMs: parsed.data.pollMs ?? 100,
     clock: parsed.data.clock ?? systemClock,
     timers: parsed.data.timers ?? systemTimers,
+    durable: parsed.data.durable ?? true,
   });
 }
 
@@ -493,7 +503,7 @@ function parseRecord(content: Buffer): LockRecord | undefined {
  * Creates `file` exclusively (never through a symlink) holding `record`, checked write and
  * fsync; `false` when something is already there.
  */
-async function createRecordFile(file: string, record: LockRecord): Promise<boolean> {
+async function createRecordFile(file: string, record: LockRecord, durable = true): Promise<boolean> {
   let handle: FileHandle;
   try {
     handle = await fs.open(file, CREATE_FLAGS, 0o600);
@@ -509,7 +519,7 @@ async function createRecordFile(file: string, record: LockRecord): Promise<boole
       if (!(bytesWritten > 0)) throw new StoreIOError('lock', file, new Error(`short write: 0 of ${bytes.length - done} bytes written`));
       done += bytesWritten;
     }
-    await io('lock', file, () => handle.sync());
+    if (durable) await io('lock', file, () => handle.sync());
     await io('lock', file, () => handle.close());
     return true;
   } catch (error) {
@@ -539,9 +549,9 @@ type Attempt =
 type Takeover = 'acquired' | 'changed' | { readonly holder: { pid?: number; host?: string } };
 
 /** One round: create, or judge the existing lock and take it over if stale. */
-async function attempt(dir: string, file: string, record: LockRecord, clock: Clock): Promise<Attempt> {
+async function attempt(dir: string, file: string, record: LockRecord, clock: Clock, durable: boolean): Promise<Attempt> {
   for (let i = 0; i < MAX_ATTEMPTS_PER_ROUND; i++) {
-    if (await createRecordFile(file, record)) return { acquired: true, stale: undefined };
+    if (await createRecordFile(file, record, durable)) return { acquired: true, stale: undefined };
     const current = await readRecordFile(file);
     if (current === undefined) continue; // released meanwhile
     const verdict = await judge(current, clock);
@@ -710,7 +720,7 @@ export class DirectoryLock {
     const deadline = o.clock.now() + o.timeoutMs;
     for (;;) {
       const record = await newRecord(o.clock);
-      const outcome = await attempt(absolute, file, record, o.clock);
+      const outcome = await attempt(absolute, file, record, o.clock, o.durable);
       if (outcome.acquired) {
         await sweepClaims(absolute);
         return new DirectoryLock(file, record, outcome.stale);

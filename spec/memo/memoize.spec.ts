@@ -317,6 +317,21 @@ describe('CacheManager#memoize()', () => {
       expect(await memo('u1')).to.equal('hello Grace');
     });
 
+    it('carries the expiry of a dependency down the chain: A → B → an entry with a TTL', async () => {
+      const clock = manualClock();
+      const manager = fx.make({ clock });
+      const rates = await manager.registerCache<string, number>('rates');
+      rates.set('usd', 2, { ttl: '10s' });
+      const counts = { a: 0, b: 0 };
+      const b = manager.memoize(async () => (counts.b++, (await rates.fetch('usd')) ?? 1), { name: 'b' });
+      const a = manager.memoize(async () => (counts.a++, (await b()) * 100), { name: 'a' });
+      expect(await a()).to.equal(200);
+      expect(await a()).to.equal(200);
+      clock.advance(11_000); // the rate expired; nothing else changed in the manager
+      expect(await a()).to.equal(100);
+      expect(counts).to.deep.equal({ a: 2, b: 2 });
+    });
+
     it('refuses a call of itself with the same arguments (E_MEMO_RECURSION) instead of waiting forever', async () => {
       const manager = fx.make();
       const loop: (n: number) => Promise<number> = manager.memoize(async (n: number): Promise<number> => (n > 5 ? loop(n) : n), {
@@ -333,6 +348,35 @@ describe('CacheManager#memoize()', () => {
   });
 
   describe('single flight', () => {
+    it('does not store a result whose key was invalidated while it was computed (callers still get it)', async () => {
+      const manager = fx.make();
+      let release!: () => void;
+      const gate = new Promise<void>((resolve) => (release = resolve));
+      let n = 0;
+      const memo = manager.memoize(async () => (await gate, ++n), { name: 'racy' });
+      const running = memo();
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      await memo.invalidate();
+      release();
+      expect(await running).to.equal(1);
+      expect(memo.peek()).to.equal(undefined);
+      expect(await memo()).to.equal(2);
+    });
+
+    it('shares one computation between two wrappers of one identity', async () => {
+      const manager = fx.make({ autoSync: false });
+      let release!: () => void;
+      const gate = new Promise<void>((resolve) => (release = resolve));
+      const work = sinon.spy(async (x: number) => (await gate, x));
+      const one = manager.memoize(work, { name: 'shared', version: 1, lock: false });
+      const two = manager.memoize(work, { name: 'shared', version: 1, lock: false });
+      const both = Promise.all([one(1), two(1)]);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      release();
+      expect(await both).to.deep.equal([1, 1]);
+      expect(work.callCount).to.equal(1);
+    });
+
     it('runs one computation for concurrent calls with the same key', async () => {
       const manager = fx.make();
       let release!: () => void;
@@ -399,6 +443,18 @@ describe('CacheManager#memoize()', () => {
       expect((await rejection(flaky())).message).to.equal('first fails');
       expect(await flaky()).to.equal(2);
       expect(flaky.stats()).to.include({ errors: 1, misses: 2 });
+    });
+
+    it('stores errors with the json codec too (absent fields are left out)', async () => {
+      const manager = fx.make({ codec: 'json' });
+      const fail = sinon.spy(async () => {
+        throw new Error('no code here');
+      });
+      const memo = manager.memoize(fail, { name: 'json-error', cacheErrors: true });
+      await memo().catch(() => undefined);
+      const again = (await rejection(memo())) as Error & { cached?: boolean };
+      expect(again).to.include({ message: 'no code here', cached: true });
+      expect(fail.callCount).to.equal(1);
     });
 
     it('stores ordinary errors with cacheErrors and throws them again, also after a restart', async () => {
@@ -501,6 +557,30 @@ describe('CacheManager#memoize()', () => {
       expect(await rejection(memo.clear({ maxAge: 'old' as never }))).to.be.instanceOf(InvalidOptionError).with.property('option', 'maxAge');
     });
 
+    it('clear() on a bounded cache also drops results that are evicted and not yet saved', async () => {
+      const manager = fx.make({ autoSync: false });
+      await manager.registerCache('small', { maxEntries: 2 });
+      const memo = manager.memoize((x: number) => x, { name: 'many', cache: 'small', lock: false });
+      for (let i = 0; i < 5; i++) await memo(i);
+      expect(await memo.clear()).to.equal(5);
+      await manager.save('small');
+      const fn = sinon.spy((x: number) => x);
+      const again = manager.memoize(fn, { name: 'many', cache: 'small', lock: false, version: memo.version });
+      for (let i = 0; i < 5; i++) await again(i);
+      expect(fn.callCount).to.equal(5);
+    });
+
+    it('peek() and stats() see stored results before the first call', async () => {
+      const first = fx.make();
+      await first.memoize((x: number) => x + 1, { name: 'early' })(1);
+      await first.close();
+      const second = fx.make();
+      await second.registerCache('memo');
+      const memo = second.memoize((x: number) => x + 1, { name: 'early' });
+      expect(memo.peek(1)).to.equal(2);
+      expect(memo.stats().entries).to.equal(1);
+    });
+
     it('clear() drops every version of the function and nothing of a function whose name extends it', async () => {
       const manager = fx.make();
       const v1 = manager.memoize((x: number) => x, { name: 'getUser', version: 1 });
@@ -597,6 +677,19 @@ describe('CacheManager#memoize()', () => {
       expect(calls).to.deep.equal(['NYSE:AAPL', 'LSE:AAPL']);
       const keys = [...manager.getCache<string, unknown>('memo').keys()];
       expect(keys.every((k) => k.startsWith('memo/Quotes.price@'))).to.equal(true);
+    });
+
+    it('names the method after the class declaring it, even when a subclass calls first', async () => {
+      const manager = fx.make();
+      class Base {
+        @manager.memoized()
+        async answer(): Promise<number> {
+          return 42;
+        }
+      }
+      class Derived extends Base {}
+      expect(await new Derived().answer()).to.equal(42);
+      expect([...manager.getCache<string, unknown>('memo').keys()][0]?.startsWith('memo/Base.answer@')).to.equal(true);
     });
   });
 

@@ -126,6 +126,30 @@ describe('CacheManager#proxy()', () => {
     expect(proxy.getUser).to.equal(proxy.getUser); // stable identities
   });
 
+  it('runs pass-through members on the target itself: private fields, getters and built-ins work', async () => {
+    const manager = fx.make();
+    class Counter {
+      #count = 0;
+      get count(): number {
+        return this.#count;
+      }
+      bump(): number {
+        return ++this.#count;
+      }
+      async read(): Promise<number> {
+        return this.#count;
+      }
+    }
+    const counter = manager.proxy(new Counter(), { methods: ['read'] });
+    expect(counter.bump()).to.equal(1);
+    expect(counter.count).to.equal(1);
+    expect(await counter.read()).to.equal(1);
+    const map = manager.proxy(new Map<string, number>([['a', 1]]), { name: 'map', methods: ['get'] });
+    expect(map.size).to.equal(1);
+    expect(map.has('a')).to.equal(true);
+    expect(await map.get('a')).to.equal(1);
+  });
+
   it('keeps the results of two proxies with different names apart', async () => {
     const manager = fx.make();
     const a = new UserRepo();
