@@ -1,7 +1,8 @@
 /**
  * `Cache<K, V>`: the synchronous, Map-like, in-memory view of one named cache, with TTL,
- * an optional LRU bound, single-flight `getOrBuild` and change tracking. It never does I/O:
- * the manager loads, saves and rebuilds it, always into this same object.
+ * an optional LRU bound, single-flight `fetch`/`getOrBuild` and change tracking. It does no
+ * I/O of its own: the manager loads, saves and rebuilds it, always into this same object,
+ * and gives it the function `fetch` reads the store through (the read-through tier).
  *
  * @module
  */

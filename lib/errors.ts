@@ -481,7 +481,8 @@ export class MemoKeyError extends CacheGraphError {
  * single flight it would wait for itself forever, so the inner call fails instead.
  *
  * @example
- * const f = manager.memoize(async (n: number): Promise<number> => f(n)); // E_MEMO_RECURSION
+ * const f = manager.memoize(async (n: number): Promise<number> => f(n), { name: 'f' });
+ * await f(1); // MemoRecursionError: E_MEMO_RECURSION
  */
 export class MemoRecursionError extends CacheGraphError {
   /** The cache holding the function's results. */

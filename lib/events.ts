@@ -144,6 +144,7 @@ export interface SyncErrorEvent {
 /** Where a memoized call found its result. */
 export type MemoHitSource = 'memory' | 'store' | 'process';
 
+/** A memoized call was answered by a stored result (`memo:hit`). */
 export interface MemoHitEvent {
   /** The cache holding the function's results. */
   readonly cache: string;
@@ -152,12 +153,14 @@ export interface MemoHitEvent {
   /** The result's key in the cache. */
   readonly key: string;
   /**
-   * `'memory'`; `'store'` (read back from the store: evicted, or saved by an earlier run);
-   * `'process'` (computed by another process while this one waited for it).
+   * `'memory'`; `'store'` (read back from the store: a bounded cache had evicted it);
+   * `'process'` (found in the store once this process held the key's lock: another process
+   * computed it, while this one waited or just before).
    */
   readonly source: MemoHitSource;
 }
 
+/** A memoized call computed its result (`memo:miss`). */
 export interface MemoMissEvent {
   /** The cache holding the function's results. */
   readonly cache: string;
