@@ -1,27 +1,26 @@
 // Syncs, snapshots, loads and compaction of a 1 000 000-entry cache with FileStore, against
 // raw v8.serialize / v8.deserialize of the same data, and the largest event-loop delay each
-// one causes. Prints Markdown tables (with the targets of the issue) to paste into
-// docs/benchmarks.md.
+// one causes, with the targets of the sync issue.
 // Run: npm run bench:sync   (not part of npm test; about 1.5–2.5 minutes, about 3 GB of memory)
-// BENCH_ENTRIES=100000 for a quick try. With node --expose-gc, each timed run starts after a GC.
+// --quick (50 000 entries) or BENCH_ENTRIES=<n> for a quick try. With node --expose-gc, each timed run
+// starts after a GC.
 import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import v8 from 'node:v8';
 import { CacheManager, FileStore, systemClock, v8Codec, type StoredEntry } from '../lib/index.js';
-import { machine } from './harness.js';
+import { count, markdownTable, type BenchContext, type Group } from './report.js';
 
-const ENTRIES = Number(process.env['BENCH_ENTRIES'] ?? 1_000_000);
 const BIG_RUNS = 3;
 // Small syncs are dominated by one fsync, whose latency varies a lot: more runs.
 const SMALL_RUNS = 15;
-const ctx = { codec: v8Codec, clock: systemClock };
+const storeCtx = { codec: v8Codec, clock: systemClock };
 // Automatic compaction off (it would run in the middle of the measurements); compact() still
 // runs in a worker thread, as it does by default.
 const STORE_OPTIONS = { appendfsync: 'always', compaction: { worker: true, minDeadRatio: 1, minDeadBytes: Number.MAX_SAFE_INTEGER } } as const;
 
-interface Timing {
+interface SyncTiming {
   readonly name: string;
   /** Milliseconds of each timed run. */
   readonly runs: number[];
@@ -63,7 +62,7 @@ async function watchLoop<T>(fn: () => Promise<T>): Promise<{ value: T; ms: numbe
 }
 
 /** `warmup` untimed runs, then `runs` timed ones; `prepare` runs before each, untimed. */
-async function time(name: string, runs: number, warmup: number, fn: (i: number) => Promise<unknown>, prepare?: (i: number) => Promise<void> | void): Promise<Timing> {
+async function time(log: (message: string) => void, name: string, runs: number, warmup: number, fn: (i: number) => Promise<unknown>, prepare?: (i: number) => Promise<void> | void): Promise<SyncTiming> {
   const times: number[] = [];
   let maxDelayMs = 0;
   for (let i = 0; i < warmup + runs; i++) {
@@ -76,7 +75,7 @@ async function time(name: string, runs: number, warmup: number, fn: (i: number) 
     }
   }
   const timing = { name, runs: times, maxDelayMs };
-  process.stderr.write(`  ${name}: ${median(times).toFixed(1)} ms (runs ${times.map((t) => t.toFixed(0)).join(', ')}), max event-loop delay ${maxDelayMs.toFixed(0)} ms\n`);
+  log(`  ${name}: ${median(times).toFixed(1)} ms (runs ${times.map((t) => t.toFixed(0)).join(', ')}), max event-loop delay ${maxDelayMs.toFixed(0)} ms`);
   return timing;
 }
 
@@ -95,141 +94,184 @@ async function writeAndSync(file: string, bytes: Uint8Array): Promise<void> {
   }
 }
 
-const root = await mkdtemp(path.join(os.tmpdir(), 'cachegraph-bench-sync-'));
-try {
-  process.stderr.write(`${machine()}\nGenerating ${ENTRIES.toLocaleString('en')} entries...\n`);
-  const entries: StoredEntry[] = Array.from({ length: ENTRIES }, (_, i): StoredEntry => [`k${i}`, value(i, 0), 0]);
-  const dir = path.join(root, 'store');
-
-  // --- Raw v8: serialize + write + fsync, and read + deserialize, of the same entries.
-  const rawFile = path.join(root, 'raw.v8');
-  const rawWrite = await time('raw v8.serialize + write + fsync', BIG_RUNS, 1, () => writeAndSync(rawFile, v8.serialize(entries)));
-  const rawRead = await time('raw read + v8.deserialize', BIG_RUNS, 1, async () => (v8.deserialize(await readFile(rawFile)) as unknown[]).length);
-
-  // --- The floor of any acknowledged sync: one small append and its fsync.
-  const floorFile = path.join(root, 'fsync-floor');
-  await writeAndSync(floorFile, new Uint8Array(0));
-  const floorHandle = await open(floorFile, 'r+');
-  let floorAt = 0;
-  const fsyncFloor = await time('raw append of 4 KiB + fsync', SMALL_RUNS, 2, async () => {
-    const bytes = new Uint8Array(4096).fill(7);
-    await floorHandle.write(bytes, 0, bytes.byteLength, floorAt);
-    floorAt += bytes.byteLength;
-    await floorHandle.sync();
-  });
-  await floorHandle.close();
-
-  // --- Full snapshot (store.save), into a cache of its own.
-  const direct = new FileStore({ dir, ...STORE_OPTIONS });
-  const snapshot = await time('full snapshot (store.save)', BIG_RUNS, 1, () => direct.save('direct', entries, ctx));
-
-  // --- Syncs straight through the store (its copy is the snapshot above).
-  let round = 1;
-  const batchOf = (n: number): { cleared: false; sets: StoredEntry[]; deletes: unknown[] } => {
-    const r = round++;
-    const start = (r * 104_729) % (ENTRIES - n);
-    return { cleared: false, sets: Array.from({ length: n }, (_, j): StoredEntry => [`k${start + j}`, value(start + j, r), 0]), deletes: [] };
-  };
-  const pendingBatches: Array<ReturnType<typeof batchOf>> = [];
-  const storeSync = async (n: number): Promise<Timing> =>
-    time(`sync of ${n.toLocaleString('en')} changes (store.saveChanges)`, SMALL_RUNS, 2, () => direct.saveChanges('direct', pendingBatches.shift() as ReturnType<typeof batchOf>, ctx), () => {
-      pendingBatches.push(batchOf(n));
-    });
-  const storeSync100 = await storeSync(100);
-  const storeSync10k = await storeSync(10_000);
-  await direct.close();
-
-  // --- Through the manager: a cold load, then syncs of changes made with cache.set.
-  const seedStore = new FileStore({ dir, ...STORE_OPTIONS });
-  await seedStore.save('bench', entries, ctx);
-  await seedStore.close();
-  // The store's part of a cold load, to tell it from the manager's.
-  const storeLoad = await time('load by the store alone (store.load)', BIG_RUNS, 1, async () => {
-    const reader = new FileStore({ dir, readOnly: true });
-    try {
-      return (await reader.load('bench', ctx))?.entries.length;
-    } finally {
-      await reader.close();
-    }
-  });
-  let manager: CacheManager | undefined;
-  let store: FileStore | undefined;
-  const closeManager = async (): Promise<void> => {
-    await manager?.close();
-    await store?.close();
-    manager = undefined;
-    store = undefined;
-  };
-  const coldLoad = await time(
-    'cold load (new manager, registerCache)',
-    BIG_RUNS,
-    1,
-    async () => {
-      store = new FileStore({ dir, ...STORE_OPTIONS });
-      manager = new CacheManager({ name: 'bench', store, autoSync: false });
-      return (await manager.registerCache('bench')).size;
-    },
-    closeManager,
-  );
-  const live = manager as unknown as CacheManager;
-  const cache = live.getCache<string, ReturnType<typeof value>>('bench');
-  if (cache.size !== ENTRIES) throw new Error(`loaded ${cache.size} entries, expected ${ENTRIES}`);
-  const managerSync = async (n: number): Promise<Timing> =>
-    time(`sync of ${n.toLocaleString('en')} changes (cache.set + manager.save)`, SMALL_RUNS, 2, () => live.save('bench'), () => {
-      const r = round++;
-      const start = (r * 104_729) % (ENTRIES - n);
-      for (let j = 0; j < n; j++) cache.set(`k${start + j}`, value(start + j, r));
-    });
-  const managerSync100 = await managerSync(100);
-  const managerSync10k = await managerSync(10_000);
-
-  // --- Compaction of the 1 000 000 entries and their batches, in a worker thread.
-  const liveStore = store as unknown as FileStore;
-  const compaction = await time('compaction (store.compact, worker thread)', BIG_RUNS, 0, () => liveStore.compact('bench', ctx), async () => {
-    // Something to compact each time.
-    for (let j = 0; j < 10_000; j++) cache.set(`k${j}`, value(j, round));
-    round++;
-    await live.save('bench');
-  });
-  // The manager's view and the store's agree after all this.
-  await closeManager();
-  const checkStore = new FileStore({ dir, readOnly: true });
-  const check = await checkStore.load('bench', ctx);
-  if (check?.entries.length !== ENTRIES) throw new Error(`reloaded ${check?.entries.length} entries, expected ${ENTRIES}`);
-  await checkStore.close();
-
-  // --- Report.
-  const ms = (t: Timing): number => median(t.runs);
-  const cell = (t: Timing): string => `${ms(t).toFixed(1)} ms ±${((spread(t.runs) * 100) / 2).toFixed(0)}%`;
-  const verdict = (ok: boolean, miss: string): string => (ok ? 'met' : `**missed** (${miss})`);
-  const pct = (x: number): string => `${(x * 100).toFixed(2)} %`;
-  const rows: string[] = [];
-  const ratioRow = (what: string, t: Timing, base: Timing, target: number, label: string): void => {
-    const ratio = ms(t) / ms(base);
-    rows.push(`| ${what} | ${cell(t)} | ${cell(base)} (full snapshot) | ${pct(ratio)} | ≤ ${label} | ${verdict(ratio <= target, `${(ratio / target).toFixed(2)}× the target`)} |`);
-  };
-  ratioRow('sync of 100 changes, through the manager', managerSync100, snapshot, 0.02, '2 %');
-  ratioRow('sync of 100 changes, store.saveChanges', storeSync100, snapshot, 0.02, '2 %');
-  ratioRow('sync of 10 000 changes, through the manager', managerSync10k, snapshot, 0.1, '10 %');
-  ratioRow('sync of 10 000 changes, store.saveChanges', storeSync10k, snapshot, 0.1, '10 %');
-  const speed = ms(rawWrite) / ms(snapshot);
-  const load = ms(coldLoad) / ms(rawRead);
-  const table = [
-    `${machine()}; ${ENTRIES.toLocaleString('en')} entries (\`k<i>\` → \`{ id, name, score, tags }\`), appendfsync 'always'; median of ${SMALL_RUNS} runs (syncs) or ${BIG_RUNS} (the rest), ± half the spread.`,
-    '',
-    '| measurement | time | baseline | ratio | target | verdict |',
-    '|---|---:|---:|---:|---:|---|',
-    ...rows,
-    `| full snapshot vs raw v8.serialize + write + fsync (raw time / snapshot time) | ${cell(snapshot)} | ${cell(rawWrite)} (raw) | ${speed.toFixed(2)} | ≥ 0.70 | ${verdict(speed >= 0.7, `${((0.7 - speed) * 100).toFixed(0)} points short`)} |`,
-    `| cold load (new manager + registerCache) vs raw read + v8.deserialize | ${cell(coldLoad)} | ${cell(rawRead)} (raw) | ${load.toFixed(2)}× | ≤ 1.20× | ${verdict(load <= 1.2, `${(load / 1.2).toFixed(2)}× the target`)} |`,
-    `| (for comparison: store.load alone vs raw read + v8.deserialize) | ${cell(storeLoad)} | ${cell(rawRead)} (raw) | ${(ms(storeLoad) / ms(rawRead)).toFixed(2)}× | | |`,
-    `| (for comparison: sync of 100 changes vs one raw 4 KiB append + fsync) | ${cell(managerSync100)} | ${cell(fsyncFloor)} (raw) | ${(ms(managerSync100) / ms(fsyncFloor)).toFixed(2)}× | | |`,
-    '',
-    '| operation | time | largest event-loop delay |',
-    '|---|---:|---:|',
-    ...[snapshot, managerSync100, storeSync100, managerSync10k, storeSync10k, compaction, coldLoad, storeLoad, rawWrite, rawRead, fsyncFloor].map((t) => `| ${t.name} | ${cell(t)} | ${t.maxDelayMs.toFixed(0)} ms |`),
-  ].join('\n');
-  console.log(table);
-} finally {
-  await rm(root, { recursive: true, force: true });
+/** Everything `measure` timed. */
+export interface SyncData {
+  readonly entries: number;
+  readonly smallRuns: number;
+  readonly bigRuns: number;
+  readonly timings: Readonly<Record<TimingName, SyncTiming>>;
 }
+
+type TimingName =
+  | 'rawWrite'
+  | 'rawRead'
+  | 'fsyncFloor'
+  | 'snapshot'
+  | 'storeSync100'
+  | 'storeSync10k'
+  | 'storeLoad'
+  | 'coldLoad'
+  | 'managerSync100'
+  | 'managerSync10k'
+  | 'compaction';
+
+/** Runs every measurement on a cache of `size` entries, in a temporary directory. */
+async function measure(size: number, log: (message: string) => void): Promise<SyncData> {
+  const root = await mkdtemp(path.join(os.tmpdir(), 'cachegraph-bench-sync-'));
+  try {
+    log(`generating ${size.toLocaleString('en')} entries`);
+    const entries: StoredEntry[] = Array.from({ length: size }, (_, i): StoredEntry => [`k${i}`, value(i, 0), 0]);
+    const dir = path.join(root, 'store');
+
+    // --- Raw v8: serialize + write + fsync, and read + deserialize, of the same entries.
+    const rawFile = path.join(root, 'raw.v8');
+    const rawWrite = await time(log, 'raw v8.serialize + write + fsync', BIG_RUNS, 1, () => writeAndSync(rawFile, v8.serialize(entries)));
+    const rawRead = await time(log, 'raw read + v8.deserialize', BIG_RUNS, 1, async () => (v8.deserialize(await readFile(rawFile)) as unknown[]).length);
+
+    // --- The floor of any acknowledged sync: one small append and its fsync.
+    const floorFile = path.join(root, 'fsync-floor');
+    await writeAndSync(floorFile, new Uint8Array(0));
+    const floorHandle = await open(floorFile, 'r+');
+    let floorAt = 0;
+    const fsyncFloor = await time(log, 'raw append of 4 KiB + fsync', SMALL_RUNS, 2, async () => {
+      const bytes = new Uint8Array(4096).fill(7);
+      await floorHandle.write(bytes, 0, bytes.byteLength, floorAt);
+      floorAt += bytes.byteLength;
+      await floorHandle.sync();
+    });
+    await floorHandle.close();
+
+    // --- Full snapshot (store.save), into a cache of its own.
+    const direct = new FileStore({ dir, ...STORE_OPTIONS });
+    const snapshot = await time(log, 'full snapshot (store.save)', BIG_RUNS, 1, () => direct.save('direct', entries, storeCtx));
+
+    // --- Syncs straight through the store (its copy is the snapshot above).
+    let round = 1;
+    const batchOf = (n: number): { cleared: false; sets: StoredEntry[]; deletes: unknown[] } => {
+      const r = round++;
+      const start = (r * 104_729) % (size - n);
+      return { cleared: false, sets: Array.from({ length: n }, (_, j): StoredEntry => [`k${start + j}`, value(start + j, r), 0]), deletes: [] };
+    };
+    const pendingBatches: Array<ReturnType<typeof batchOf>> = [];
+    const storeSync = async (n: number): Promise<SyncTiming> =>
+      time(log, `sync of ${n.toLocaleString('en')} changes (store.saveChanges)`, SMALL_RUNS, 2, () => direct.saveChanges('direct', pendingBatches.shift() as ReturnType<typeof batchOf>, storeCtx), () => {
+        pendingBatches.push(batchOf(n));
+      });
+    const storeSync100 = await storeSync(100);
+    const storeSync10k = await storeSync(10_000);
+    await direct.close();
+
+    // --- Through the manager: a cold load, then syncs of changes made with cache.set.
+    const seedStore = new FileStore({ dir, ...STORE_OPTIONS });
+    await seedStore.save('bench', entries, storeCtx);
+    await seedStore.close();
+    // The store's part of a cold load, to tell it from the manager's.
+    const storeLoad = await time(log, 'load by the store alone (store.load)', BIG_RUNS, 1, async () => {
+      const reader = new FileStore({ dir, readOnly: true });
+      try {
+        return (await reader.load('bench', storeCtx))?.entries.length;
+      } finally {
+        await reader.close();
+      }
+    });
+    let manager: CacheManager | undefined;
+    let store: FileStore | undefined;
+    const closeManager = async (): Promise<void> => {
+      await manager?.close();
+      await store?.close();
+      manager = undefined;
+      store = undefined;
+    };
+    const coldLoad = await time(
+      log,
+      'cold load (new manager, registerCache)',
+      BIG_RUNS,
+      1,
+      async () => {
+        store = new FileStore({ dir, ...STORE_OPTIONS });
+        manager = new CacheManager({ name: 'bench', store, autoSync: false });
+        return (await manager.registerCache('bench')).size;
+      },
+      closeManager,
+    );
+    const live = manager as unknown as CacheManager;
+    const cache = live.getCache<string, ReturnType<typeof value>>('bench');
+    if (cache.size !== size) throw new Error(`loaded ${cache.size} entries, expected ${size}`);
+    const managerSync = async (n: number): Promise<SyncTiming> =>
+      time(log, `sync of ${n.toLocaleString('en')} changes (cache.set + manager.save)`, SMALL_RUNS, 2, () => live.save('bench'), () => {
+        const r = round++;
+        const start = (r * 104_729) % (size - n);
+        for (let j = 0; j < n; j++) cache.set(`k${start + j}`, value(start + j, r));
+      });
+    const managerSync100 = await managerSync(100);
+    const managerSync10k = await managerSync(10_000);
+
+    // --- Compaction of the 1 000 000 entries and their batches, in a worker thread.
+    const liveStore = store as unknown as FileStore;
+    const compaction = await time(log, 'compaction (store.compact, worker thread)', BIG_RUNS, 0, () => liveStore.compact('bench', storeCtx), async () => {
+      // Something to compact each time.
+      for (let j = 0; j < 10_000; j++) cache.set(`k${j}`, value(j, round));
+      round++;
+      await live.save('bench');
+    });
+    // The manager's view and the store's agree after all this.
+    await closeManager();
+    const checkStore = new FileStore({ dir, readOnly: true });
+    const check = await checkStore.load('bench', storeCtx);
+    if (check?.entries.length !== size) throw new Error(`reloaded ${check?.entries.length} entries, expected ${size}`);
+    await checkStore.close();
+
+    return {
+      entries: size,
+      smallRuns: SMALL_RUNS,
+      bigRuns: BIG_RUNS,
+      timings: { rawWrite, rawRead, fsyncFloor, snapshot, storeSync100, storeSync10k, storeLoad, coldLoad, managerSync100, managerSync10k, compaction },
+    };
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+}
+
+const ms = (t: SyncTiming): number => median(t.runs);
+const cell = (t: SyncTiming): string => `${ms(t).toFixed(1)} ms ±${((spread(t.runs) * 100) / 2).toFixed(0)}%`;
+const verdict = (ok: boolean, miss: string): string => (ok ? 'met' : `**missed** (${miss})`);
+const pct = (x: number): string => `${(x * 100).toFixed(2)} %`;
+
+export const sync: Group<SyncData> = {
+  id: 'sync',
+  title: 'Sync and load',
+  nodeFlags: ['--max-old-space-size=6144'],
+  async run(ctx: BenchContext) {
+    const fromEnv = process.env['BENCH_ENTRIES'];
+    return measure(fromEnv !== undefined ? Number(fromEnv) : ctx.quick ? 50_000 : 1_000_000, ctx.log);
+  },
+  render(data) {
+    const t = data.timings;
+    const ratioRow = (what: string, timing: SyncTiming, target: number, label: string): string[] => {
+      const ratio = ms(timing) / ms(t.snapshot);
+      return [what, cell(timing), `${cell(t.snapshot)} (full snapshot)`, pct(ratio), `≤ ${label}`, verdict(ratio <= target, `${(ratio / target).toFixed(2)}× the target`)];
+    };
+    const speed = ms(t.rawWrite) / ms(t.snapshot);
+    const load = ms(t.coldLoad) / ms(t.rawRead);
+    const targets = [
+      ratioRow('sync of 100 changes, through the manager', t.managerSync100, 0.02, '2 %'),
+      ratioRow('sync of 100 changes, store.saveChanges', t.storeSync100, 0.02, '2 %'),
+      ratioRow('sync of 10 000 changes, through the manager', t.managerSync10k, 0.1, '10 %'),
+      ratioRow('sync of 10 000 changes, store.saveChanges', t.storeSync10k, 0.1, '10 %'),
+      ['full snapshot vs raw v8.serialize + write + fsync (raw time / snapshot time)', cell(t.snapshot), `${cell(t.rawWrite)} (raw)`, speed.toFixed(2), '≥ 0.70', verdict(speed >= 0.7, `${((0.7 - speed) * 100).toFixed(0)} points short`)],
+      ['cold load (new manager + registerCache) vs raw read + v8.deserialize', cell(t.coldLoad), `${cell(t.rawRead)} (raw)`, `${load.toFixed(2)}×`, '≤ 1.20×', verdict(load <= 1.2, `${(load / 1.2).toFixed(2)}× the target`)],
+      ['(for comparison: store.load alone vs raw read + v8.deserialize)', cell(t.storeLoad), `${cell(t.rawRead)} (raw)`, `${(ms(t.storeLoad) / ms(t.rawRead)).toFixed(2)}×`, '', ''],
+      ['(for comparison: sync of 100 changes vs one raw 4 KiB append + fsync)', cell(t.managerSync100), `${cell(t.fsyncFloor)} (raw)`, `${(ms(t.managerSync100) / ms(t.fsyncFloor)).toFixed(2)}×`, '', ''],
+    ];
+    const operations = [t.snapshot, t.managerSync100, t.storeSync100, t.managerSync10k, t.storeSync10k, t.compaction, t.coldLoad, t.storeLoad, t.rawWrite, t.rawRead, t.fsyncFloor];
+    return {
+      markdown: [
+        `\`bench/sync.ts\`: a ${count(data.entries)}-entry cache (\`k<i>\` → \`{ id, name, score, tags }\`) in a FileStore with \`appendfsync: 'always'\` (every acknowledged sync includes its fsync), against a full snapshot of the same cache and against raw \`v8.serialize\` / \`v8.deserialize\` of the same entries (written with one checked write and an fsync, read with one \`readFile\`). Syncs are measured through the manager (\`cache.set\` of N keys, untimed, then \`manager.save()\`, which uses \`store.saveChanges\` because the store's copy is the loaded baseline) and straight through \`store.saveChanges\`. The largest event-loop delay is the larger of \`monitorEventLoopDelay\` (10 ms resolution) and a 10 ms interval's lateness, during the timed runs only. Automatic compaction is off during the run; \`store.compact()\` runs in a worker thread. Every timed run starts after a GC. Median of ${data.smallRuns} runs (syncs) or ${data.bigRuns} (the rest), ± half the spread. The targets in this table are those of the sync issue; see "Sync and load: earlier runs" below for their history.`,
+        markdownTable(['measurement', 'time', 'baseline', 'ratio', 'target', 'verdict'], 'lrrrrl', targets),
+        markdownTable(['operation', 'time', 'largest event-loop delay'], 'lrr', operations.map((o) => [o.name, cell(o), `${o.maxDelayMs.toFixed(0)} ms`])),
+      ].join('\n\n'),
+      charts: [],
+      targets: [],
+    };
+  },
+};
