@@ -52,6 +52,11 @@ interface GraphNode {
 export class DependencyGraph {
   /** Every node, in the order its name was first mentioned. */
   readonly #nodes = new Map<string, GraphNode>();
+  /**
+   * {@link DependencyGraph.dependentsOf} answers since the last change of the edges: the same
+   * cache is usually invalidated again and again, and its closure only changes with them.
+   */
+  readonly #dependents = new Map<string, readonly string[]>();
   /** Next fresh rank above every other (grows): new nodes, free nodes gaining a parent. */
   #nextHighRank = 0;
   /** Next fresh rank below every other (shrinks): free nodes becoming a parent of a linked node. */
@@ -148,6 +153,7 @@ export class DependencyGraph {
     p.children.add(dependent);
     d.parents.add(parent);
     this.#edgeCount++;
+    this.#dependents.clear();
     return true;
   }
 
@@ -165,6 +171,7 @@ export class DependencyGraph {
     if (p === undefined || !p.children.delete(dependent)) return false;
     this.#nodes.get(dependent)?.parents.delete(parent);
     this.#edgeCount--;
+    this.#dependents.clear();
     // Removing an edge never invalidates the ranks: the rest still agree with them.
     return true;
   }
@@ -186,6 +193,7 @@ export class DependencyGraph {
     for (const parent of node.parents) this.#nodes.get(parent)?.children.delete(name);
     this.#edgeCount -= node.children.size + node.parents.size;
     this.#nodes.delete(name);
+    this.#dependents.clear();
     return true;
   }
 
@@ -197,6 +205,7 @@ export class DependencyGraph {
    */
   clear(): void {
     this.#nodes.clear();
+    this.#dependents.clear();
     this.#edgeCount = 0;
     this.#nextHighRank = 0;
     this.#nextLowRank = -1;
@@ -252,7 +261,8 @@ export class DependencyGraph {
   /**
    * Every cache transitively downstream of `name` (excluding `name`), each once, in
    * topological order: each appears after all of its upstreams that are in the result.
-   * Deterministic: ties follow edge insertion order. O(reachable nodes + their edges).
+   * Deterministic: ties follow edge insertion order. O(reachable nodes + their edges) the
+   * first time after the edges change; then a copy of the remembered answer.
    *
    * @example
    * const g = new DependencyGraph();
@@ -261,11 +271,15 @@ export class DependencyGraph {
    * g.dependentsOf('a'); // ['b', 'c', 'd']
    */
   dependentsOf(name: string): string[] {
-    if (!this.#nodes.has(name)) return [];
-    const order = this.#downstreamClosure([name]);
-    // The root has no upstream inside its own closure, so Kahn's order emits it first.
-    order.shift();
-    return order;
+    let known = this.#dependents.get(name);
+    if (known === undefined) {
+      if (!this.#nodes.has(name)) return [];
+      const order = this.#downstreamClosure([name]);
+      // The root has no upstream inside its own closure, so Kahn's order emits it first.
+      order.shift();
+      this.#dependents.set(name, (known = order));
+    }
+    return [...known];
   }
 
   /**
