@@ -18,8 +18,9 @@ export type ContentsSource = 'store' | 'loader' | 'builder' | 'contents';
 
 /**
  * Why a save ran: asked for (`'manual'`), AutoSync rules (`'auto'`), deregister, close,
- * unsaved entries evicted from a bounded cache (`'evict'`, write-behind), or a memoized
- * result other processes are waiting for (`'flight'`).
+ * unsaved entries evicted from a bounded cache (`'evict'`, write-behind), or memoization
+ * (`'flight'`: a result other processes may be waiting for, or the flush before `clear()` of
+ * a bounded cache).
  */
 export type SaveReason = 'manual' | 'auto' | 'deregister' | 'close' | 'evict' | 'flight';
 
@@ -178,7 +179,7 @@ export interface MemoMissEvent {
   readonly reason: 'absent' | 'stale';
 }
 
-/** A failure in the background (an automatic save, a write-behind save): nobody awaits it. */
+/** A failure in the background (an automatic, write-behind or memoize 'flight' save): nobody awaits it. */
 export interface BackgroundErrorEvent {
   /** The cache concerned, when there is one. */
   readonly name?: string;

@@ -187,7 +187,7 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
       clock: this.#clock,
       warn: (warning: StoreWarning) => this.emit(EVENTS.storeWarning, warning),
     });
-    // Failed automatic saves are reported by #save as sync:error events; nothing to add here.
+    // Failed automatic saves are reported by #save (sync:error and error events); nothing to add here.
     this.#autoSync = new AutoSync({ clock: this.#clock, timers: this.#timers, onError: () => undefined });
     this.#hookOptions = Object.freeze({
       timeoutMs: this.#options.hookTimeoutMs,

@@ -406,7 +406,8 @@ export class FileStore implements CacheStore {
    * A lock on one key shared by every process using this directory, for single flight
    * across processes: a lock file in `<dir>/.flights/<hash>/` recording the holder's pid and
    * start time, so the lock of a process that died is taken over at once. A live holder is
-   * waited for up to `waitMs` (polling every 20 ms). A read-only store takes no locks
+   * waited for up to `waitMs` (polling every 20 ms); a lock file older than `ttlMs` is
+   * presumed abandoned and removed. A read-only store takes no locks
    * (resolves `{ lock: undefined, waited: false }`: the caller computes alone).
    *
    * @throws {StoreIOError} the lock file cannot be created (permissions, disk full)
