@@ -14,6 +14,7 @@ import type { Codec } from './codec/types.js';
 import type { ChangeBatch, StoredEntry } from './store/types.js';
 import type { AutoSyncRule } from './sync/autosync.js';
 import type { Clock } from './sync/clock.js';
+import { LruMap } from './lru.js';
 
 /**
  * Options of a single `set()`.
@@ -187,7 +188,12 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
   /** The cache's name in its manager. */
   readonly name: string;
 
-  #values = new Map<K, V>();
+  /**
+   * The entries: a `Map` (insertion order) for an unbounded cache, an {@link LruMap} (order
+   * of use) for a bounded one. The hot paths (`get`, `set`) test `#bounded` and call the one
+   * they know, so each call site sees one kind of object and V8 can inline it.
+   */
+  #values: Map<K, V> | LruMap<K, V>;
   /** Expiry times of the entries that have one; empty for caches without TTLs (fast path). */
   #expiry = new Map<K, number>();
   #dirtyKeys = new Set<K>();
@@ -205,6 +211,8 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
   readonly #emit: Emit;
   readonly #codec: Codec | undefined;
   readonly #maxEntries: number;
+  /** `maxEntries` is finite: `#values` is an {@link LruMap}. */
+  readonly #bounded: boolean;
   readonly #ttlMs: number | undefined;
   readonly #onChange: () => void;
   readonly #describe: () => PersistenceStats;
@@ -226,6 +234,8 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
     this.#emit = settings.emit;
     this.#codec = settings.codec;
     this.#maxEntries = settings.maxEntries;
+    this.#bounded = settings.maxEntries !== Number.POSITIVE_INFINITY;
+    this.#values = this.#bounded ? new LruMap<K, V>() : new Map<K, V>();
     this.#ttlMs = settings.ttlMs;
     this.#onChange = settings.onChange;
     this.#describe = settings.describe;
@@ -329,8 +339,8 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
    */
   get(key: K): V | undefined {
     if (this.#expiry.size !== 0 && this.#expireIfDue(key)) return undefined;
-    if (this.#maxEntries !== Number.POSITIVE_INFINITY) return this.#touch(key);
-    return this.#values.get(key);
+    if (this.#bounded) return (this.#values as LruMap<K, V>).use(key);
+    return (this.#values as Map<K, V>).get(key);
   }
 
   /**
@@ -376,13 +386,11 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
     const ttlMs = options === undefined ? this.#ttlMs : this.#entryTtl(options);
     if (ttlMs !== undefined) this.#expiry.set(key, this.#clock.now() + ttlMs);
     else if (this.#expiry.size !== 0) this.#expiry.delete(key);
-    if (this.#maxEntries === Number.POSITIVE_INFINITY) {
-      this.#values.set(key, value);
+    if (!this.#bounded) {
+      (this.#values as Map<K, V>).set(key, value);
     } else {
-      // Re-insert so the Map's order stays least-recently-used first.
-      this.#values.delete(key);
-      this.#values.set(key, value);
-      if (this.#values.size > this.#maxEntries) this.#evictOverflow();
+      const lru = this.#values as LruMap<K, V>;
+      if (lru.setWithin(key, value, this.#maxEntries)) this.#evicted(lru);
     }
     // A fetch or build in flight for this key must not overwrite the value set now.
     if (this.#pending.size !== 0) this.#pending.delete(key);
@@ -408,7 +416,7 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
     if (!this.#values.delete(key)) {
       // A bounded cache may have evicted the key while its store still holds it: the delete
       // must reach the store. An unbounded cache holds everything it has, so nothing changed.
-      if (this.#maxEntries === Number.POSITIVE_INFINITY || !this.#persistent) return false;
+      if (!this.#bounded || !this.#persistent) return false;
       this.#changes++;
       this.#dirtyKeys.add(key);
       this.#onChange();
@@ -531,7 +539,7 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
             this.#insert(key, buffered[1] as V, buffered[2]);
             return buffered[1] as V;
           }
-        } else if (this.#readEntry !== undefined && this.#maxEntries !== Number.POSITIVE_INFINITY && this.#storeMayHold(key)) {
+        } else if (this.#readEntry !== undefined && this.#bounded && this.#storeMayHold(key)) {
           const entry = await this.#readEntry(key);
           if (entry !== undefined && (entry[2] === 0 || entry[2] > this.#clock.now())) {
             if (mine() && this.#storeMayHold(key)) this.#insert(key, entry[1] as V, entry[2]);
@@ -572,15 +580,23 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
 
   /** Puts a saved entry (from the store or the evicted buffer) into memory, as most recently used; not a change. */
   #insert(key: K, value: V, expiresAt: number): void {
-    this.#values.delete(key);
-    this.#values.set(key, value);
     if (expiresAt !== 0) this.#expiry.set(key, expiresAt);
     else if (this.#expiry.size !== 0) this.#expiry.delete(key);
-    if (this.#values.size > this.#maxEntries) this.#evictOverflow();
+    if (this.#bounded) {
+      const lru = this.#values as LruMap<K, V>;
+      if (lru.setWithin(key, value, this.#maxEntries)) this.#evicted(lru);
+    } else {
+      // Delete first: in a Map, only a new key goes to the end.
+      this.#values.delete(key);
+      this.#values.set(key, value);
+    }
   }
 
   /**
-   * Keys of live entries, least recently used (or first inserted) first.
+   * Keys of live entries: in insertion order, or, in a bounded cache, least recently used
+   * first. A bounded cache's iterators walk the order as it was when they were created: an
+   * entry removed before the walk reaches it is skipped, one used or added meanwhile is not
+   * visited (again), so a loop may `get` the entries it visits.
    *
    * @example
    * [...cache.keys()];
@@ -657,46 +673,60 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
     this.#emit(EVENTS.removed, { name: this.name, key, reason: 'expire' });
   }
 
-  #touch(key: K): V | undefined {
-    const values = this.#values;
-    const value = values.get(key);
-    if (value === undefined && !values.has(key)) return undefined;
-    values.delete(key);
-    values.set(key, value as V);
-    return value;
+  /** Finishes an eviction made by `lru.setWithin()`: the entry is out of `#values` already. */
+  #evicted(lru: LruMap<K, V>): void {
+    const key = lru.evictedKey;
+    if (this.#dirtyKeys.size !== 0 || this.#saving.size !== 0) this.#keepIfUnsaved(key, lru.evictedValue);
+    lru.forgetEvicted();
+    if (this.#expiry.size !== 0) this.#expiry.delete(key);
+    this.#emit(EVENTS.removed, { name: this.name, key, reason: 'evict' });
   }
 
-  #evictOverflow(): void {
-    // An eviction is not a change: it bounds memory, it does not mean "forget this".
-    while (this.#values.size > this.#maxEntries) {
-      const oldest = this.#values.keys().next();
-      if (oldest.done === true) return;
-      const key = oldest.value;
-      // Unsaved, or being saved right now (the store does not hold it yet): keep it until written.
-      const unsaved = this.#dirtyKeys.has(key);
-      if (unsaved || (this.#saving.size !== 0 && this.#beingSaved(key))) {
-        if (!unsaved) this.#dirtyKeys.add(key);
-        this.#evictedDirty.set(key, [key, this.#values.get(key), this.#expiry.get(key) ?? 0]);
-        this.#onEvictDirty();
-      }
-      this.#values.delete(key);
-      this.#expiry.delete(key);
-      this.#emit(EVENTS.removed, { name: this.name, key, reason: 'evict' });
+  /**
+   * An eviction is not a change: it bounds memory, it does not mean "forget this". An entry
+   * that is unsaved, or being saved right now (the store does not hold it yet), is kept in
+   * `#evictedDirty` until written. (Out of `#evicted`, which stays small enough for V8 to
+   * inline into `set`.)
+   */
+  #keepIfUnsaved(key: K, value: V): void {
+    const unsaved = this.#dirtyKeys.has(key);
+    if (unsaved || (this.#saving.size !== 0 && this.#beingSaved(key))) {
+      if (!unsaved) this.#dirtyKeys.add(key);
+      this.#evictedDirty.set(key, [key, value, this.#expiry.get(key) ?? 0]);
+      this.#onEvictDirty();
     }
   }
 
   #replace(contents: LoadedContents<K, V>, dirty: boolean, storeReadable: boolean): void {
+    const loaded = contents.values;
     this.#storeReadable = storeReadable;
-    this.#values = contents.values;
     this.#expiry = contents.expiry;
     this.#pending.clear();
     this.#dirtyKeys = new Set();
     this.#evictedDirty = new Map();
     // Contents that differ from the persisted copy must be written whole at the next save.
     this.#cleared = dirty;
-    this.#changes = dirty ? Math.max(1, this.#values.size) : 0;
-    if (dirty && this.#persistent) for (const key of this.#values.keys()) this.#dirtyKeys.add(key);
-    if (this.#values.size > this.#maxEntries) this.#evictOverflow();
+    this.#changes = dirty ? Math.max(1, loaded.size) : 0;
+    if (dirty && this.#persistent) for (const key of loaded.keys()) this.#dirtyKeys.add(key);
+    if (!this.#bounded) {
+      this.#values = loaded;
+      return;
+    }
+    // Contents come least recently used first: beyond `maxEntries`, the first ones are
+    // evicted, without ever entering the list. They also leave `loaded`, which the manager
+    // reports as what was loaded (as when it was the cache's own Map).
+    const lru = new LruMap<K, V>();
+    this.#values = lru;
+    let overflow = loaded.size - this.#maxEntries;
+    for (const [key, value] of loaded) {
+      if (overflow > 0) {
+        overflow--;
+        loaded.delete(key);
+        this.#keepIfUnsaved(key, value);
+        this.#expiry.delete(key);
+        this.#emit(EVENTS.removed, { name: this.name, key, reason: 'evict' });
+      } else lru.set(key, value);
+    }
   }
 
   #beginSave(mode: 'full' | 'changes'): SaveTicket<K> {
@@ -724,11 +754,9 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
     const entries: StoredEntry[] = new Array(this.#evictedDirty.size + this.#values.size);
     let i = 0;
     for (const entry of this.#evictedDirty.values()) entries[i++] = entry;
-    if (this.#expiry.size === 0) {
-      for (const [key, value] of this.#values) entries[i++] = [key, value, 0];
-    } else {
-      for (const [key, value] of this.#values) entries[i++] = [key, value, this.#expiry.get(key) ?? 0];
-    }
+    const expiry = this.#expiry;
+    if (expiry.size === 0) this.#values.forEach((value, key) => void (entries[i++] = [key, value, 0]));
+    else this.#values.forEach((value, key) => void (entries[i++] = [key, value, expiry.get(key) ?? 0]));
     return entries;
   }
 

@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import fc from 'fast-check';
 import sinon from 'sinon';
 import {
   Cache,
@@ -199,6 +200,140 @@ describe('Cache', () => {
         contents: [[1, 1], [2, 2], [3, 3]],
       });
       expect([...cache.keys()]).to.deep.equal([2, 3]);
+    });
+
+    it('reports evicted loaded contents as evicted, oldest first, and keeps them for the save', async () => {
+      const manager = fx.make({ autoSync: false });
+      const removed = record<CacheRemovedEvent>(manager, 'cache:removed');
+      const cache = await manager.registerCache<number, number>('c', { maxEntries: 2, contents: [[1, 1], [2, 2], [3, 3], [4, 4]] });
+      expect(removed.map((e) => [e.key, e.reason])).to.deep.equal([[1, 'evict'], [2, 'evict']]);
+      expect([...cache.entries()]).to.deep.equal([[3, 3], [4, 4]]);
+      await manager.close(); // evicted unsaved entries are written too
+      const again = await fx.make().registerCache<number, number>('c', { maxEntries: 10 });
+      expect([...again.entries()]).to.deep.equal([[1, 1], [2, 2], [3, 3], [4, 4]]);
+    });
+
+    it('visits each entry once when a loop over a bounded cache uses them', async () => {
+      const cache = await fx.make().registerCache<string, number>('c', { maxEntries: 3 });
+      cache.set('a', 1).set('b', 2).set('c', 3);
+      const seen: string[] = [];
+      cache.forEach((value, key) => {
+        seen.push(key);
+        cache.get(key); // with a Map re-inserted on every use, this loop never ended
+      });
+      expect(seen).to.deep.equal(['a', 'b', 'c']);
+      for (const key of cache.keys()) if (key !== 'b') cache.delete(key);
+      expect([...cache.entries()]).to.deep.equal([['b', 2]]);
+    });
+
+    it('evicts at a capacity of 100 000 in order, once per new key, and keeps what get() used', async () => {
+      const manager = fx.make();
+      let evictions = 0;
+      let firstEvicted: unknown;
+      manager.on('cache:removed', (event) => {
+        if (evictions++ === 0) firstEvicted = event.key;
+      });
+      const capacity = 100_000;
+      const cache = await manager.registerCache<number, number>('c', { maxEntries: capacity, persistent: false });
+      // Three times the capacity: each of the last 200 000 sets evicts (an eviction used to
+      // cost a walk over every entry deleted since the last rehash).
+      for (let i = 0; i < 3 * capacity; i++) cache.set(i, i);
+      expect(cache.size).to.equal(capacity);
+      expect(evictions).to.equal(2 * capacity);
+      expect(firstEvicted).to.equal(0);
+      const keys = [...cache.keys()];
+      expect(keys[0]).to.equal(2 * capacity);
+      expect(keys[capacity - 1]).to.equal(3 * capacity - 1);
+      expect(keys.every((key, i) => key === 2 * capacity + i)).to.equal(true);
+      // The oldest entry, once read, survives the next eviction; the one after it does not.
+      expect(cache.get(2 * capacity)).to.equal(2 * capacity);
+      cache.set(-1, -1);
+      expect(cache.has(2 * capacity)).to.equal(true);
+      expect(cache.has(2 * capacity + 1)).to.equal(false);
+      expect(evictions).to.equal(2 * capacity + 1);
+      expect([...cache.keys()].slice(-2)).to.deep.equal([2 * capacity, -1]);
+    });
+
+    describe('against a reference LRU (property)', function () {
+      this.timeout(60_000);
+
+      /** The specification: a Map re-inserted on every use, so its first key is the oldest. */
+      class ReferenceLru {
+        readonly entries = new Map<unknown, number>();
+        readonly evicted: unknown[] = [];
+        constructor(readonly max: number) {}
+        get(key: unknown): number | undefined {
+          if (!this.entries.has(key)) return undefined;
+          const value = this.entries.get(key) as number;
+          this.entries.delete(key);
+          this.entries.set(key, value);
+          return value;
+        }
+        set(key: unknown, value: number): void {
+          this.entries.delete(key);
+          this.entries.set(key, value);
+          while (this.entries.size > this.max) {
+            const oldest = this.entries.keys().next().value;
+            this.entries.delete(oldest);
+            this.evicted.push(oldest);
+          }
+        }
+      }
+
+      const KEYS = [0, 1, 2, 3, 4, 5, 6, 7, 'a', '', NaN, undefined] as const;
+      const key = fc.constantFrom(...KEYS);
+      const command = fc.oneof(
+        fc.record({ op: fc.constantFrom('get', 'peek', 'has', 'delete', 'fetch' as const), key }),
+        fc.record({ op: fc.constant('set' as const), key, value: fc.integer() }),
+        fc.record({ op: fc.constant('getOrBuild' as const), key, value: fc.integer() }),
+      );
+
+      it('matches it over random get/set/delete/peek/has/fetch/getOrBuild sequences: values, order, evictions', async () => {
+        await fc.assert(
+          fc.asyncProperty(fc.integer({ min: 1, max: 6 }), fc.array(command, { maxLength: 60 }), async (max, commands) => {
+            const manager = fx.make();
+            const removed = record<CacheRemovedEvent>(manager, 'cache:removed');
+            const cache = await manager.registerCache<unknown, number>('c', { maxEntries: max, persistent: false });
+            const model = new ReferenceLru(max);
+            for (const c of commands) {
+              const step = JSON.stringify(c);
+              switch (c.op) {
+                case 'get':
+                  expect(cache.get(c.key), step).to.equal(model.get(c.key));
+                  break;
+                case 'fetch':
+                  expect(await cache.fetch(c.key), step).to.equal(model.get(c.key));
+                  break;
+                case 'getOrBuild': {
+                  const held = model.get(c.key);
+                  if (held === undefined) model.set(c.key, c.value);
+                  expect(await cache.getOrBuild(c.key, () => c.value), step).to.equal(held ?? c.value);
+                  break;
+                }
+                case 'peek':
+                  expect(cache.peek(c.key), step).to.equal(model.entries.get(c.key));
+                  break;
+                case 'has':
+                  expect(cache.has(c.key), step).to.equal(model.entries.has(c.key));
+                  break;
+                case 'delete':
+                  expect(cache.delete(c.key), step).to.equal(model.entries.delete(c.key));
+                  break;
+                case 'set':
+                  cache.set(c.key, c.value);
+                  model.set(c.key, c.value);
+                  break;
+              }
+              expect([...cache.entries()], step).to.deep.equal([...model.entries]);
+              expect(cache.size, step).to.equal(model.entries.size);
+            }
+            expect(removed.map((e) => e.key)).to.deep.equal(model.evicted);
+            expect(removed.every((e) => e.reason === 'evict')).to.equal(true);
+            await manager.close();
+          }),
+          { numRuns: 300 },
+        );
+      });
     });
   });
 

@@ -301,6 +301,92 @@ describe('codecs', function () {
       it('takes the fast path for primitives', function () {
         for (const value of [0, 'a', true, undefined, null, 1n]) expect(checkV8(value)).to.equal(undefined);
       });
+
+      it('refuses a Proxy wherever it is, before running any of its traps', function () {
+        let traps = 0;
+        const counting = new Proxy(
+          {},
+          {
+            getPrototypeOf: () => (traps++, Object.prototype),
+            ownKeys: () => (traps++, []),
+            get: () => (traps++, 1),
+          },
+        );
+        expect(checkV8(counting)).to.deep.equal({ path: '', reason: 'Proxy' });
+        expect(checkV8([1, 'a', counting])).to.deep.equal({ path: '[2]', reason: 'Proxy' });
+        expect(checkV8({ flat: 1, p: counting })).to.deep.equal({ path: '.p', reason: 'Proxy' });
+        expect(checkV8(new Map([['k', counting]]))).to.deep.equal({ path: '<value #0>', reason: 'Proxy' });
+        expect(checkV8(new Proxy([1, 2], {}))).to.deep.equal({ path: '', reason: 'Proxy' });
+        expect(traps).to.equal(0);
+      });
+
+      it('gives the same answer when a getter checks another value during the walk', function () {
+        const inner = { bad: [1, Symbol('s')] };
+        let innerProblem: unknown;
+        const outer = {
+          before: { a: 1 },
+          get during() {
+            innerProblem = checkV8(inner);
+            return { fine: [1, 2] };
+          },
+          after: [{ b: 2 }, () => 1],
+        };
+        expect(checkV8(outer)).to.deep.equal({ path: '.after[1]', reason: 'function' });
+        expect(innerProblem).to.deep.equal({ path: '.bad[1]', reason: 'symbol' });
+      });
+
+      it('starts every check afresh after one that stopped early in a wide value', function () {
+        const wide = Array.from({ length: 100_000 }, (_, i) => ({ i, nested: { list: [i] } }));
+        (wide[10] as Record<string, unknown>)['oops'] = new WeakMap();
+        expect(checkV8(wide)).to.deep.equal({ path: '[10].oops', reason: 'WeakMap' });
+        expect(checkV8({ id: 1, name: 'a' })).to.equal(undefined);
+        expect(checkV8([{ a: [1] }, { b: new Set([2]) }])).to.equal(undefined);
+        expect(checkV8({ a: { b: { c: () => 1 } } })).to.deep.equal({ path: '.a.b.c', reason: 'function' });
+        delete (wide[10] as Record<string, unknown>)['oops'];
+        expect(checkV8(wide)).to.equal(undefined);
+      });
+
+      it('finds a culprit hidden at a random place in a random value, with a path to it', function () {
+        const random = seededRandom(11);
+        const culprits: [unknown, string][] = [
+          [() => 1, 'function'],
+          [Symbol('s'), 'symbol'],
+          [new WeakMap(), 'WeakMap'],
+          [new Proxy({}, {}), 'Proxy'],
+          [new Point(1, 2), 'class instance Point'],
+        ];
+        const leaf = (): unknown => [1.5, 'text', null, undefined, 3n, new Date(1000), Uint8Array.of(1), true][Math.floor(random() * 8)];
+        const build = (depth: number): unknown => {
+          if (depth === 0 || random() < 0.3) return leaf();
+          const kind = Math.floor(random() * 4);
+          const children = Array.from({ length: 1 + Math.floor(random() * 4) }, () => build(depth - 1));
+          if (kind === 0) return children;
+          if (kind === 1) return Object.fromEntries(children.map((child, i) => [`k${i}`, child]));
+          if (kind === 2) return new Map(children.map((child, i) => [i, child]));
+          return new Set(children);
+        };
+        for (let i = 0; i < 300; i++) {
+          const [culprit, reason] = culprits[i % culprits.length] as [unknown, string];
+          // Replace one random slot of an array or object in the value with the culprit.
+          const value = [build(4), build(4)];
+          const containers: (unknown[] | Record<string, unknown>)[] = [];
+          const pending: unknown[] = [value];
+          while (pending.length > 0) {
+            const node = pending.pop();
+            if (Array.isArray(node) || (typeof node === 'object' && node !== null && Object.getPrototypeOf(node) === Object.prototype)) {
+              containers.push(node as unknown[] | Record<string, unknown>);
+              pending.push(...Object.values(node as object));
+            } else if (node instanceof Map) pending.push(...node.values());
+            else if (node instanceof Set) pending.push(...node);
+          }
+          const target = containers[Math.floor(random() * containers.length)] as Record<string, unknown>;
+          const keys = Object.keys(target);
+          target[keys.length === 0 ? 'x' : (keys[Math.floor(random() * keys.length)] as string)] = culprit;
+          const problem = checkV8(value);
+          expect(problem?.reason, `value ${i}`).to.include(reason);
+          expect(resolvePath(value, problem?.path ?? ''), `value ${i}: ${problem?.path}`).to.equal(culprit);
+        }
+      });
     });
 
     it('brings Buffers back as Buffers and typed arrays as their own type', function () {

@@ -1,6 +1,7 @@
 // The read-through LRU tier (pyCacheBack): a bounded cache keeps the most recently used
 // entries in memory; the rest stay in the store and `fetch` brings them back.
 import { expect } from 'chai';
+import fc from 'fast-check';
 import { MemoryStore, type CacheRemovedEvent, type SyncDoneEvent } from '../lib/index.js';
 import { record, useManagers } from './helpers.js';
 
@@ -161,6 +162,122 @@ describe('read-through LRU tier (Cache#fetch with maxEntries)', () => {
     expect(await users.fetch('a')).to.equal(1);
     expect(await users.fetch('b')).to.equal(undefined);
     expect(reads).to.equal(0);
+  });
+
+  describe('against a reference model (property)', function () {
+    this.timeout(120_000);
+
+    const key = fc.integer({ min: 0, max: 5 });
+    const command = fc.oneof(
+      { arbitrary: fc.record({ op: fc.constantFrom('get', 'peek', 'has', 'fetch', 'delete' as const), key }), weight: 5 },
+      { arbitrary: fc.record({ op: fc.constant('set' as const), key, value: fc.integer({ min: 0, max: 99 }) }), weight: 4 },
+      { arbitrary: fc.record({ op: fc.constant('start save' as const) }), weight: 2 },
+      { arbitrary: fc.record({ op: fc.constantFrom('save', 'clear', 'finish saves' as const) }), weight: 1 },
+    );
+
+    /** A MemoryStore whose writes wait for `release()`: saves stay in flight while the cache changes. */
+    class GatedStore extends MemoryStore {
+      #gate: Promise<void> | undefined;
+      #open: (() => void) | undefined;
+      hold(): void {
+        this.#gate ??= new Promise<void>((resolve) => (this.#open = resolve));
+      }
+      release(): void {
+        this.#open?.();
+        this.#gate = undefined;
+      }
+      override async save(...args: Parameters<MemoryStore['save']>): ReturnType<MemoryStore['save']> {
+        await this.#gate;
+        return super.save(...args);
+      }
+      override async saveChanges(...args: Parameters<MemoryStore['saveChanges']>): ReturnType<MemoryStore['saveChanges']> {
+        await this.#gate;
+        return super.saveChanges(...args);
+      }
+    }
+
+    it('loses nothing: memory holds the most recently used entries, fetch and a restart see every live one', async () => {
+      await fc.assert(
+        fc.asyncProperty(fc.integer({ min: 1, max: 4 }), fc.array(command, { maxLength: 50 }), async (max, commands) => {
+          const store = new GatedStore();
+          const manager = fx.make({ store, autoSync: false });
+          const cache = await manager.registerCache<number, number>('c', { maxEntries: max });
+          const saves: Promise<void>[] = [];
+          // Every live entry, and the resident ones in order of use (least recent first).
+          const live = new Map<number, number>();
+          const memory: number[] = [];
+          const use = (k: number): void => {
+            const at = memory.indexOf(k);
+            if (at !== -1) memory.splice(at, 1);
+            memory.push(k);
+            if (memory.length > max) memory.shift();
+          };
+          for (const c of commands) {
+            const step = JSON.stringify(c);
+            switch (c.op) {
+              case 'get':
+                expect(cache.get(c.key), step).to.equal(memory.includes(c.key) ? live.get(c.key) : undefined);
+                if (memory.includes(c.key)) use(c.key);
+                break;
+              case 'peek':
+                expect(cache.peek(c.key), step).to.equal(memory.includes(c.key) ? live.get(c.key) : undefined);
+                break;
+              case 'has':
+                expect(cache.has(c.key), step).to.equal(memory.includes(c.key));
+                break;
+              case 'fetch':
+                // From memory, the evicted-unsaved buffer, or the store: always the live value.
+                expect(await cache.fetch(c.key), step).to.equal(live.get(c.key));
+                if (live.has(c.key)) use(c.key);
+                break;
+              case 'set':
+                cache.set(c.key, c.value);
+                live.set(c.key, c.value);
+                use(c.key);
+                break;
+              case 'delete': {
+                const resident = memory.indexOf(c.key);
+                const deleted = cache.delete(c.key);
+                // A non-resident key may be in the evicted buffer or only in the store: either
+                // way the delete reaches the store; only a resident one must report `true`.
+                if (resident !== -1) {
+                  expect(deleted, step).to.equal(true);
+                  memory.splice(resident, 1);
+                } else if (!live.has(c.key)) expect(deleted, step).to.equal(false);
+                live.delete(c.key);
+                break;
+              }
+              case 'save':
+                store.release();
+                await manager.save('c');
+                break;
+              case 'start save':
+                // Changes and evictions from now on happen while this save is writing.
+                store.hold();
+                saves.push(manager.save('c'));
+                await new Promise((resolve) => setImmediate(resolve));
+                break;
+              case 'finish saves':
+                store.release();
+                await Promise.all(saves.splice(0));
+                break;
+              case 'clear':
+                cache.clear();
+                live.clear();
+                memory.length = 0;
+                break;
+            }
+            expect([...cache.keys()], step).to.deep.equal(memory);
+          }
+          store.release();
+          await Promise.all(saves);
+          await manager.close();
+          const again = await fx.make({ store, autoSync: false }).registerCache<number, number>('c');
+          expect(new Map(again.entries())).to.deep.equal(live);
+        }),
+        { numRuns: 300 },
+      );
+    });
   });
 
   it('a non-persistent bounded cache does not keep evicted entries around', async () => {

@@ -22,7 +22,7 @@
 
 import { types } from 'node:util';
 import type { Codec, CodecProblem } from './types.js';
-import { UNTRACKED_VISITS, visit, type WalkState } from './walk.js';
+import { beginWalk, endWalk, pop, push, UNTRACKED_VISITS, visit } from './walk.js';
 import { MAX_NESTING, propertySegment, shortenPath } from './v8.js';
 
 /** Returned by a walk without colours that ran out of its budget. */
@@ -107,22 +107,23 @@ function walk(root: object, tracked: boolean, maxDepth: number): CodecProblem | 
 }
 
 function walkWith(root: object, tracked: boolean, maxDepth: number, color: Map<object, number> | undefined): CodecProblem | undefined {
-  const state: WalkState = { values: [root], depths: [1], paths: [''], tracked };
-  const { values, depths, paths } = state;
-  // The objects being walked, innermost last: each EXIT on `values` closes the last one.
-  const open: object[] = [];
+  const state = beginWalk(tracked);
+  push(state, root, 1, '');
+  // The objects being walked, innermost last: each EXIT on the stack closes the last one.
+  // Only the pass that colours objects needs them.
+  const open: object[] | undefined = color === undefined ? undefined : [];
   let visits = 0;
   let path = '';
   let at = '';
 
   try {
-    while (values.length > 0) {
-      const value = values.pop() as object;
-      const depth = depths.pop() as number;
-      if (tracked) path = paths.pop() as string;
+    while (state.size > 0) {
+      const value = pop(state);
+      const depth = state.depths[state.size] as number;
+      if (tracked) path = state.paths[state.size] as string;
       at = '';
       if (value === EXIT) {
-        color?.set(open.pop() as object, BLACK);
+        color?.set(open?.pop() as object, BLACK);
         continue;
       }
       if (color === undefined) {
@@ -144,10 +145,8 @@ function walkWith(root: object, tracked: boolean, maxDepth: number, color: Map<o
       }
       if (color !== undefined) {
         color.set(value, GRAY);
-        open.push(value);
-        values.push(EXIT);
-        depths.push(depth);
-        if (tracked) paths.push(path);
+        open?.push(value);
+        push(state, EXIT, depth, path);
       }
       if (isArray) {
         const array = value as unknown[];
@@ -171,6 +170,8 @@ function walkWith(root: object, tracked: boolean, maxDepth: number, color: Map<o
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     return { path: at === '' ? path : at, reason: `reading it threw: ${message}` };
+  } finally {
+    endWalk(state);
   }
   return undefined;
 }
