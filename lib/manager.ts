@@ -922,7 +922,7 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
   ): Promise<void> {
     // Empty every affected cache first: from here on nobody reads stale derived data.
     // The store copies are about to be deleted: read-through must not bring them back meanwhile.
-    for (const n of names) this.#caches.get(n)?.internals.replace(emptyContents(), false, false);
+    for (const n of names) this.#caches.get(n)?.internals.reset(false);
     this.#epoch++;
     let failure: unknown;
     for (const n of names) {
@@ -930,7 +930,7 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
       if (simple !== undefined && failure === undefined && this.#invalidatesInPlace(simple)) {
         // Nothing to wait for: no store copy, no hooks, no operation queued on it. Done here,
         // synchronously, it costs a few events instead of a lock, a delete and a build.
-        if (simple.cache.size !== 0) simple.internals.replace(emptyContents(), false, true);
+        simple.internals.reset(true);
         // (Payloads only for listeners: a cascade over thousands of caches emits thousands.)
         if (this.listenerCount(EVENTS.invalidated) !== 0) this.emit(EVENTS.invalidated, { name: n, cause: causeOf(n), source: sourceOf(n) });
         if (this.listenerCount(EVENTS.built) !== 0) this.emit(EVENTS.built, { name: n, entries: 0, ms: 0 });
@@ -940,7 +940,7 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
         await this.#withLock(n, async () => {
           const reg = this.#caches.get(n);
           // Again, under the lock: a reload that was queued before us may have refilled it.
-          if (reg !== undefined) reg.internals.replace(emptyContents(), false, false);
+          if (reg !== undefined) reg.internals.reset(false);
           await this.#deletePersisted(n);
           if (reg === undefined) return;
           this.emit(EVENTS.invalidated, { name: n, cause: causeOf(n), source: sourceOf(n) });
