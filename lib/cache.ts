@@ -536,7 +536,10 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
     const flight: Promise<V | undefined> = Promise.resolve().then(async () => {
       try {
         const mine = (): boolean => this.#pending.get(key) === flight && !this.#detached;
-        const buffered = this.#evictedDirty.get(key) ?? this.#evictedBeingSaved(key);
+        // A running save's copy is current only if the key was not written, deleted or
+        // cleared since that save began (a write since would be in memory or #evictedDirty).
+        const buffered =
+          this.#evictedDirty.get(key) ?? (this.#cleared || this.#dirtyKeys.has(key) ? undefined : this.#evictedBeingSaved(key));
         if (buffered !== undefined) {
           if (buffered[2] === 0 || buffered[2] > this.#clock.now()) {
             // Unsaved or being saved: back into memory. Its key stays dirty where it was (in

@@ -6,10 +6,11 @@
  * the head of the list.
  *
  * Why not a `Map` whose insertion order is the order of use (delete and set again on every
- * use, as `Cache` did first)? Each use then costs a `Map.delete` and a `Map.set`, three hash
- * lookups in all; and finding the oldest entry with `map.keys().next()` is O(deleted entries):
- * V8 leaves a hole for each deleted entry until the table is rehashed, and every new iterator
- * walks over the holes from the start. An eviction per `set` then costs O(capacity).
+ * use, as `Cache` did first)? Each use then costs a `Map.get`, a `Map.delete` and a
+ * `Map.set` (here: one `Map.get` and a relink); and finding the oldest entry with
+ * `map.keys().next()` is O(deleted entries): V8 leaves a hole for each deleted entry until
+ * the table is rehashed, and every new iterator walks over the holes from the start. An
+ * eviction per `set` then costs O(capacity).
  *
  * Unbounded caches keep a plain `Map`: their `get` is one `Map.get`, which a slot number in
  * between would make slower.
