@@ -43,7 +43,17 @@ export function crashBatch(seed: number, n: number): ChangeBatch {
 }
 
 function say(event: Record<string, unknown>): void {
-  writeSync(1, `${JSON.stringify(event)}\n`);
+  // Synchronous, so a line is out before the next step (the parent kills at any moment). The
+  // pipe may be non-blocking: when it is full (EAGAIN), wait for the parent to read and retry.
+  const bytes = Buffer.from(`${JSON.stringify(event)}\n`);
+  for (let done = 0; done < bytes.length; ) {
+    try {
+      done += writeSync(1, bytes, done, bytes.length - done);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EAGAIN') throw error;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+    }
+  }
 }
 
 async function main(dir: string, seed: number): Promise<void> {
