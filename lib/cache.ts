@@ -254,8 +254,9 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
       beginSave: (mode) => this.#beginSave(mode),
       abortSave: (ticket) => this.#abortSave(ticket),
       endSave: (ticket) => {
-        this.#saving.delete(ticket);
-        this.#storeReadable = true;
+        // A save of contents replaced since (an invalidation emptied them) proves nothing
+        // about what the store holds for the new ones.
+        if (this.#saving.delete(ticket)) this.#storeReadable = true;
       },
       storeMayHold: (key) => this.#storeMayHold(key),
       adopt: (key, value, expiresAt) => {
@@ -708,6 +709,8 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
 
   #reset(storeReadable: boolean): void {
     this.#storeReadable = storeReadable;
+    // A running save carries the old contents: fetch must not bring its entries back.
+    this.#saving.clear();
     // The change state was not handed to a running save (#beginSave swaps in new ones), so
     // clearing it in place is safe.
     if (this.#values.size !== 0) this.#values.clear();
@@ -722,6 +725,8 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
   #replace(contents: LoadedContents<K, V>, dirty: boolean, storeReadable: boolean): void {
     const loaded = contents.values;
     this.#storeReadable = storeReadable;
+    // A running save carries the old contents: fetch must not bring its entries back.
+    this.#saving.clear();
     this.#expiry = contents.expiry;
     this.#pending.clear();
     this.#dirtyKeys = new Set();
@@ -799,7 +804,8 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
   }
 
   #abortSave(ticket: SaveTicket<K>): void {
-    this.#saving.delete(ticket);
+    // Contents replaced while it ran: its changes belong to contents that are gone.
+    if (!this.#saving.delete(ticket)) return;
     const clearedSince = this.#cleared;
     this.#changes += ticket.changes;
     this.#cleared ||= ticket.cleared;

@@ -192,6 +192,33 @@ describe('read-through LRU tier (Cache#fetch with maxEntries)', () => {
     });
   }
 
+  it('fetch does not bring back an entry a running save carries once an invalidation emptied the cache', async () => {
+    const store = new MemoryStore();
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const saveChanges = store.saveChanges.bind(store);
+    store.saveChanges = async (...args) => {
+      await gate;
+      return saveChanges(...args);
+    };
+    const manager = fx.make({ store, autoSync: false });
+    const tiles = await manager.registerCache<string, number>('tiles', { maxEntries: 1 });
+    tiles.set('a', 1);
+    tiles.set('b', 2); // evicts a, unsaved: the save below carries it
+    const saving = manager.save('tiles');
+    await new Promise((resolve) => setImmediate(resolve));
+    const invalidating = manager.invalidate('tiles'); // empties at once, deletes after the save
+    try {
+      expect(await tiles.fetch('a')).to.equal(undefined);
+    } finally {
+      release();
+      await saving;
+      await invalidating;
+    }
+    expect(await tiles.fetch('a')).to.equal(undefined);
+    expect(await tiles.fetch('b')).to.equal(undefined);
+  });
+
   describe('against a reference model (property)', function () {
     this.timeout(120_000);
 
