@@ -5,6 +5,27 @@ import fc from 'fast-check';
 import { MemoryStore, type CacheRemovedEvent, type SyncDoneEvent } from '../lib/index.js';
 import { record, useManagers } from './helpers.js';
 
+/** A MemoryStore whose saves wait while it is held: a save can be kept running on purpose. */
+class GatedStore extends MemoryStore {
+  #gate: Promise<void> | undefined;
+  #open: (() => void) | undefined;
+  hold(): void {
+    this.#gate ??= new Promise<void>((resolve) => (this.#open = resolve));
+  }
+  release(): void {
+    this.#open?.();
+    this.#gate = undefined;
+  }
+  override async save(...args: Parameters<MemoryStore['save']>): ReturnType<MemoryStore['save']> {
+    await this.#gate;
+    return super.save(...args);
+  }
+  override async saveChanges(...args: Parameters<MemoryStore['saveChanges']>): ReturnType<MemoryStore['saveChanges']> {
+    await this.#gate;
+    return super.saveChanges(...args);
+  }
+}
+
 describe('read-through LRU tier (Cache#fetch with maxEntries)', () => {
   const fx = useManagers();
 
@@ -166,14 +187,8 @@ describe('read-through LRU tier (Cache#fetch with maxEntries)', () => {
 
   for (const change of ['delete', 'clear'] as const) {
     it(`fetch does not bring back an evicted entry that a running save carries after a ${change} since it began`, async () => {
-      const store = new MemoryStore();
-      let release!: () => void;
-      const gate = new Promise<void>((resolve) => (release = resolve));
-      const saveChanges = store.saveChanges.bind(store);
-      store.saveChanges = async (...args) => {
-        await gate;
-        return saveChanges(...args);
-      };
+      const store = new GatedStore();
+      store.hold();
       const manager = fx.make({ store, autoSync: false });
       const tiles = await manager.registerCache<string, number>('tiles', { maxEntries: 1 });
       tiles.set('a', 1);
@@ -185,7 +200,7 @@ describe('read-through LRU tier (Cache#fetch with maxEntries)', () => {
         else tiles.clear();
         expect(await tiles.fetch('a')).to.equal(undefined);
       } finally {
-        release();
+        store.release();
         await saving;
       }
       expect(await tiles.fetch('a')).to.equal(undefined);
@@ -193,14 +208,8 @@ describe('read-through LRU tier (Cache#fetch with maxEntries)', () => {
   }
 
   it('fetch does not bring back an entry a running save carries once an invalidation emptied the cache', async () => {
-    const store = new MemoryStore();
-    let release!: () => void;
-    const gate = new Promise<void>((resolve) => (release = resolve));
-    const saveChanges = store.saveChanges.bind(store);
-    store.saveChanges = async (...args) => {
-      await gate;
-      return saveChanges(...args);
-    };
+    const store = new GatedStore();
+    store.hold();
     const manager = fx.make({ store, autoSync: false });
     const tiles = await manager.registerCache<string, number>('tiles', { maxEntries: 1 });
     tiles.set('a', 1);
@@ -211,7 +220,7 @@ describe('read-through LRU tier (Cache#fetch with maxEntries)', () => {
     try {
       expect(await tiles.fetch('a')).to.equal(undefined);
     } finally {
-      release();
+      store.release();
       await saving;
       await invalidating;
     }
@@ -231,25 +240,6 @@ describe('read-through LRU tier (Cache#fetch with maxEntries)', () => {
     );
 
     /** A MemoryStore whose writes wait for `release()`: saves stay in flight while the cache changes. */
-    class GatedStore extends MemoryStore {
-      #gate: Promise<void> | undefined;
-      #open: (() => void) | undefined;
-      hold(): void {
-        this.#gate ??= new Promise<void>((resolve) => (this.#open = resolve));
-      }
-      release(): void {
-        this.#open?.();
-        this.#gate = undefined;
-      }
-      override async save(...args: Parameters<MemoryStore['save']>): ReturnType<MemoryStore['save']> {
-        await this.#gate;
-        return super.save(...args);
-      }
-      override async saveChanges(...args: Parameters<MemoryStore['saveChanges']>): ReturnType<MemoryStore['saveChanges']> {
-        await this.#gate;
-        return super.saveChanges(...args);
-      }
-    }
 
     it('loses nothing: memory holds the most recently used entries, fetch and a restart see every live one', async () => {
       // Two managers for every run (one writes, the other restarts from the store), a cache

@@ -135,7 +135,7 @@ export interface Memoized<F extends (...args: never[]) => unknown> {
  * it runs cancels it: callers still get its result, but it is not stored.
  */
 interface Flight {
-  readonly done: Promise<Outcome>;
+  done: Promise<Outcome>;
   cancelled: boolean;
 }
 
@@ -217,11 +217,6 @@ export class Memoizer {
     return memoized;
   }
 
-  /** Whether a memoized function of this process stores into `cache`. */
-  storesInto(cache: string): boolean {
-    return this.#memoCaches.has(cache);
-  }
-
   /**
    * Records a read of a cache entry into the current computation, if any (called by caches'
    * `fetch` / `getOrBuild`).
@@ -242,14 +237,11 @@ export class Memoizer {
    * if (await memoizer.valid(record)) return record.v;
    */
   async valid(record: MemoRecord, depth = 0): Promise<boolean> {
-    const deps = record.d;
-    if (deps.length === 0) return true;
-    if (record.x !== 0 && record.x <= this.#host.clock.now()) return false;
+    const known = this.#verdictWithoutReading(record, depth);
+    if (known !== undefined) return known;
     const epoch = this.#host.epoch();
-    if (this.#validAt.get(record) === epoch) return true;
-    if (depth > MAX_DEPENDENCY_DEPTH) return false;
     // Checks read caches: they must not be recorded as dependencies of a running computation.
-    for (const dep of deps) if (!(await tracking.exit(() => this.#dependencyValid(dep, depth)))) return false;
+    for (const dep of record.d) if (!(await tracking.exit(() => this.#dependencyValid(dep, depth)))) return false;
     this.#validAt.set(record, epoch);
     return true;
   }
@@ -262,13 +254,10 @@ export class Memoizer {
    * memoizer.validInMemory(record);
    */
   validInMemory(record: MemoRecord, depth = 0): boolean {
-    const deps = record.d;
-    if (deps.length === 0) return true;
-    if (record.x !== 0 && record.x <= this.#host.clock.now()) return false;
+    const known = this.#verdictWithoutReading(record, depth);
+    if (known !== undefined) return known;
     const epoch = this.#host.epoch();
-    if (this.#validAt.get(record) === epoch) return true;
-    if (depth > MAX_DEPENDENCY_DEPTH) return false;
-    for (const [cacheName, key, token, fn] of deps) {
+    for (const [cacheName, key, token, fn] of record.d) {
       const cache = this.#host.registered(cacheName);
       if (cache === undefined || !cache.has(key)) return false;
       const value = cache.peek(key);
@@ -280,6 +269,19 @@ export class Memoizer {
     }
     this.#validAt.set(record, epoch);
     return true;
+  }
+
+  /**
+   * What can be said of a record's validity without reading its dependencies: valid (none,
+   * or checked since nothing changed), stale (one expired), too deep to follow (stale), or
+   * `undefined`: read them.
+   */
+  #verdictWithoutReading(record: MemoRecord, depth: number): boolean | undefined {
+    if (record.d.length === 0) return true;
+    if (record.x !== 0 && record.x <= this.#host.clock.now()) return false;
+    if (this.#validAt.get(record) === this.#host.epoch()) return true;
+    if (depth > MAX_DEPENDENCY_DEPTH) return false;
+    return undefined;
   }
 
   async #dependencyValid([cacheName, key, token, fn]: MemoDependency, depth: number): Promise<boolean> {
@@ -401,8 +403,9 @@ class FunctionState {
     const id = `${this.#options.cache}\0${key}`;
     let flight = flights.get(id);
     if (flight === undefined) {
-      const started: Flight = { done: undefined as never, cancelled: false };
-      (started as { done: Promise<Outcome> }).done = this.#resolve(thisArg, args, key, cache, parent, started);
+      // The flight is created before its work, which checks `cancelled` on it when done.
+      const started = { cancelled: false } as Flight;
+      started.done = this.#resolve(thisArg, args, key, cache, parent, started);
       flights.set(id, started);
       const done = (): void => {
         if (flights.get(id) === started) flights.delete(id);
