@@ -990,12 +990,12 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
           const { batch } = ticket;
           // Nothing changed since the last save: the store already holds this state.
           if (batch.cleared || batch.sets.length > 0 || batch.deletes.length > 0) {
-            bytes = (await this.#store.saveChanges!(name, batch, this.#storeContext)).bytes;
+            bytes = (await this.#store.saveChanges!(name, batch, this.#saveContext(name))).bytes;
           }
           entries = batch.sets.length + batch.deletes.length;
         } else if (saver === undefined) {
           const all = ticket.entries ?? [];
-          bytes = (await this.#store.save(name, all, this.#storeContext)).bytes;
+          bytes = (await this.#store.save(name, all, this.#saveContext(name))).bytes;
           entries = all.length;
         } else {
           const contents = new Map<K, V>();
@@ -1023,6 +1023,11 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
         throw err;
       }
     });
+  }
+
+  /** The store context of a save: it carries the cache's direct upstreams, for stores that record links. */
+  #saveContext(name: string): StoreContext {
+    return { ...this.#storeContext, dependsOn: this.#graph.parentsOf(name) };
   }
 
   /** Saves each cache (all attempted); throws SaveFailedError naming those that failed. */

@@ -28,6 +28,12 @@ export interface StoreContext {
   readonly clock: Clock;
   /** Reports a warning; the manager emits it as `store:warning`. */
   readonly warn?: (warning: StoreWarning) => void;
+  /**
+   * On `save` and `saveChanges`: the caches the saved one directly depends on (its
+   * `dependsOn` links), for stores that record them with the copy, so tools such as the
+   * `cachegraph` CLI can draw and cascade the graph without the application.
+   */
+  readonly dependsOn?: readonly string[];
 }
 
 /**
