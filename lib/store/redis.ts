@@ -44,18 +44,10 @@ import { RedisKeyLocks } from './redis/locks.js';
 import { parseOptions, type ParsedOptions, type RedisStoreOptions } from './redis/options.js';
 import { APPLY, COMMIT, DROP, PURGE, QUARANTINE, SCRIPTS, SLICE } from './redis/scripts.js';
 import { closeClient, Subscriber, type ChannelListener } from './redis/subscriber.js';
-import type { CacheStore, ChangeBatch, KeyLockResult, LockKeyOptions, SaveResult, StoreContext, StoredEntry, StoredSnapshot } from './types.js';
+import type { BusHandler, CacheStore, ChangeBatch, KeyLockResult, LockKeyOptions, SaveResult, StoreContext, StoredEntry, StoredSnapshot } from './types.js';
 
 export type { RedisClient } from './redis/connection.js';
 export type { RedisStoreOptions } from './redis/options.js';
-
-/**
- * Receives the messages other stores of the namespace publish (see {@link RedisStore.subscribe}).
- *
- * @example
- * const handler: BusHandler = (message, { from }) => console.log(from, message);
- */
-export type BusHandler = (message: unknown, meta: { readonly from: string }) => void | Promise<void>;
 
 /** A generation being written expires after this unless committed (a writer died half way). */
 const DEBRIS_TTL_MS = 60 * 60 * 1000;

@@ -105,6 +105,24 @@ export interface KeyLockResult {
   readonly waited: boolean;
 }
 
+/** Who sent a bus message: the publishing store object's id. */
+export interface BusMessageMeta {
+  /** The publisher's id (a store object's `instanceId`). */
+  readonly from: string;
+}
+
+/** Receives bus messages (see {@link CacheStore.subscribe}). Its errors are caught and dropped. */
+export type BusHandler = (message: unknown, meta: BusMessageMeta) => void | Promise<void>;
+
+/** Options of {@link CacheStore.subscribe}. */
+export interface SubscribeOptions {
+  /**
+   * Called when the store's connections come back after a loss: messages published
+   * meanwhile were missed, and writes that failed meanwhile can be retried now.
+   */
+  readonly onResume?: () => void;
+}
+
 /**
  * Where caches are persisted. Every implementation passes the shared conformance suite in
  * `spec/store/conformance.ts`.
@@ -148,6 +166,24 @@ export interface CacheStore {
    * a waiter gives up after `waitMs`. Without this method, single flight is per process.
    */
   lockKey?(name: string, key: string, options: LockKeyOptions): Promise<KeyLockResult>;
+  /**
+   * Optional, with `subscribe`: sends `message` (a JSON value) to every other store object
+   * subscribed on the same storage (for RedisStore: the same namespace). Resolves once sent;
+   * delivery is at most once (a subscriber that is disconnected misses it).
+   */
+  publish?(message: unknown): Promise<unknown>;
+  /**
+   * Optional, with `publish`: calls `handler` with the messages other store objects publish
+   * (never this one's own). Resolves a function that unsubscribes. The manager uses the two
+   * as its invalidation bus between processes.
+   */
+  subscribe?(handler: BusHandler, options?: SubscribeOptions): Promise<() => Promise<void>>;
+  /**
+   * Optional: removes the persisted copies of several caches at once, atomically where the
+   * store can (one script on one Redis server); resolves one boolean per name, whether it
+   * had a copy. The manager uses it for the store side of an invalidation cascade.
+   */
+  invalidateCascade?(names: readonly string[]): Promise<boolean[]>;
   /**
    * Removes the persisted copy; resolves `true` if there was one. `ctx` (optional, for
    * callers that have one) lets the store report warnings such as a lock takeover.
