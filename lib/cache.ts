@@ -152,6 +152,21 @@ export interface CacheInternals<K, V> {
   adopt(key: K, value: V, expiresAt: number): void;
   /** Whether the store's copy of `key` can be current (no change to it here since the last save landed). */
   storeMayHold(key: K): boolean;
+  /**
+   * Applies the state of `key` another process saved (its entry, or `undefined` when it was
+   * deleted), unless this cache changed the key since its last save: then its own change
+   * wins and goes out with its next save. Not a change. A bounded cache only updates an
+   * entry it holds (read-through finds the others). Resolves whether memory changed.
+   */
+  refresh(key: K, entry: StoredEntry | undefined): boolean;
+  /**
+   * Brings memory up to the store's copy `stored` (read after another process saved the
+   * whole cache), key by key as {@link CacheInternals.refresh} does: keys this cache changed
+   * since its last save keep their value; the others take the stored one, or leave when the
+   * copy lacks them. Not a change. Resolves how many keys changed, and how many stored keys
+   * were left alone for a change of this cache's own.
+   */
+  merge(stored: LoadedContents<K, V>): { changed: number; skipped: number };
   /** Disconnects the cache from its manager: later writes throw E_CLOSED. */
   detach(): void;
 }
@@ -269,6 +284,32 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
         this.#changes++;
         if (this.#persistent) this.#dirtyKeys.add(key);
         this.#onChange();
+      },
+      refresh: (key, entry) => {
+        if (this.#detached || !this.#storeMayHold(key)) return false;
+        // A read-through of the key in flight may carry the older value: it must not land.
+        this.#pending.delete(key);
+        if (entry === undefined || (entry[2] !== 0 && entry[2] <= this.#clock.now())) {
+          if (!this.#values.delete(key)) return false;
+          if (this.#expiry.size !== 0) this.#expiry.delete(key);
+          return true;
+        }
+        if (this.#bounded && !this.#values.has(key)) return false;
+        this.#insert(key, entry[1] as V, entry[2]);
+        return true;
+      },
+      merge: (stored) => {
+        let changed = 0;
+        let skipped = 0;
+        if (this.#detached) return { changed, skipped };
+        for (const key of [...this.#values.keys()]) {
+          if (!stored.values.has(key) && this.#internals.refresh(key, undefined)) changed++;
+        }
+        for (const [key, value] of stored.values) {
+          if (!this.#storeMayHold(key)) skipped++;
+          else if (this.#internals.refresh(key, [key, value, stored.expiry.get(key) ?? 0])) changed++;
+        }
+        return { changed, skipped };
       },
       detach: () => {
         this.#detached = true;

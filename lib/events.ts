@@ -10,19 +10,24 @@
  */
 import type { StoreWarning } from './store/types.js';
 
-/** Why an operation touched a cache: it was named, or it is downstream of the one named. */
-export type CascadeCause = 'direct' | 'dependency';
+/**
+ * Why an operation touched a cache: it was named (`'direct'`), it is downstream of the one
+ * named (`'dependency'`), or another process did it and told this one over the bus
+ * (`'remote'`).
+ */
+export type CascadeCause = 'direct' | 'dependency' | 'remote';
 
 /** Where a cache's contents came from. */
 export type ContentsSource = 'store' | 'loader' | 'builder' | 'contents';
 
 /**
  * Why a save ran: asked for (`'manual'`), AutoSync rules (`'auto'`), deregister, close,
- * unsaved entries evicted from a bounded cache (`'evict'`, write-behind), or memoization
+ * unsaved entries evicted from a bounded cache (`'evict'`, write-behind), memoization
  * (`'flight'`: a result other processes may be waiting for, or the flush before `clear()` of
- * a bounded cache).
+ * a bounded cache), or the store's connection coming back after a loss (`'reconnect'`: the
+ * changes that could not be saved meanwhile).
  */
-export type SaveReason = 'manual' | 'auto' | 'deregister' | 'close' | 'evict' | 'flight';
+export type SaveReason = 'manual' | 'auto' | 'deregister' | 'close' | 'evict' | 'flight' | 'reconnect';
 
 /** Why an entry left memory without `delete()` or `clear()` being called for it. */
 export type RemovalReason = 'evict' | 'expire';
@@ -75,9 +80,12 @@ export interface CacheBuiltEvent {
 export interface CacheInvalidatedEvent {
   /** The invalidated cache. */
   readonly name: string;
-  /** `'direct'` for the cache named in the call, `'dependency'` for those downstream. */
+  /**
+   * `'direct'` for the cache named in the call, `'dependency'` for those downstream, and
+   * `'remote'` for the caches another process invalidated (told over the bus).
+   */
   readonly cause: CascadeCause;
-  /** The cache named in the call that started the cascade. */
+  /** The cache named in the call that started the cascade (in whichever process). */
   readonly source: string;
 }
 
@@ -89,6 +97,24 @@ export interface CacheSavedDeletedEvent {
   readonly cause: CascadeCause;
   /** The cache named in the call. */
   readonly source: string;
+}
+
+/**
+ * Payload of `cache:refreshed`: another process saved the cache (told over the bus) and
+ * this one brought its memory up to date: the keys it announced, or the whole cache.
+ */
+export interface CacheRefreshedEvent {
+  /** The cache. */
+  readonly name: string;
+  /** `'keys'`: the announced keys were read one by one; `'reload'`: the whole copy was loaded. */
+  readonly mode: 'keys' | 'reload';
+  /** Entries of memory that changed (`'keys'`), or entries loaded (`'reload'`). */
+  readonly entries: number;
+  /**
+   * Announced keys left alone because this process changed them since its last save: its
+   * own change wins and is saved next (`'keys'` only).
+   */
+  readonly skipped: number;
 }
 
 /** Payload of `cache:deregistered`. */
@@ -179,14 +205,24 @@ export interface MemoMissEvent {
   readonly reason: 'absent' | 'stale';
 }
 
-/** A failure in the background (an automatic, write-behind or memoize 'flight' save): nobody awaits it. */
+/**
+ * A failure in the background, which nobody awaits: an automatic, write-behind, memoize
+ * `'flight'` or reconnection save, or the bus. At most one per `during` and cache every 5
+ * seconds (by the manager's clock); the next one counts those left out (`suppressed`), so a
+ * store that is down for a while cannot flood the listeners.
+ */
 export interface BackgroundErrorEvent {
   /** The cache concerned, when there is one. */
   readonly name?: string;
-  /** What was being done: `'save'`. */
-  readonly during: string;
+  /**
+   * What was being done: `'save'`, `'publish'` (announcing a change on the bus), or
+   * `'refresh'` (applying another process's change).
+   */
+  readonly during: 'save' | 'publish' | 'refresh';
   /** The error. */
   readonly error: unknown;
+  /** Errors of the same kind and cache left out since the previous event. */
+  readonly suppressed: number;
 }
 
 /**
@@ -203,6 +239,7 @@ export interface CacheManagerEvents {
   'cache:invalidated': (event: CacheInvalidatedEvent) => void;
   'cache:saved-deleted': (event: CacheSavedDeletedEvent) => void;
   'cache:deregistered': (event: CacheDeregisteredEvent) => void;
+  'cache:refreshed': (event: CacheRefreshedEvent) => void;
   'cache:removed': (event: CacheRemovedEvent) => void;
   'store:warning': (event: StoreWarningEvent) => void;
   'sync:start': (event: SyncStartEvent) => void;
@@ -229,6 +266,7 @@ export const EVENTS = Object.freeze({
   invalidated: 'cache:invalidated',
   savedDeleted: 'cache:saved-deleted',
   deregistered: 'cache:deregistered',
+  refreshed: 'cache:refreshed',
   removed: 'cache:removed',
   storeWarning: 'store:warning',
   syncStart: 'sync:start',

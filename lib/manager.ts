@@ -8,6 +8,7 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { EventEmitter } from 'eventemitter3';
+import { announcedKeys, Bus, hasBus, type AnnouncedKey, type BusMessage, type BusStats } from './bus.js';
 import { Cache, cacheInternals, type CacheInternals, type PersistenceStats } from './cache.js';
 import { resolveCodec } from './codec/index.js';
 import type { Codec } from './codec/types.js';
@@ -21,7 +22,14 @@ import {
   UnknownCacheError,
   type HookName,
 } from './errors.js';
-import { EVENTS, type CacheManagerEvents, type CascadeCause, type ContentsSource, type SaveReason } from './events.js';
+import {
+  EVENTS,
+  type BackgroundErrorEvent,
+  type CacheManagerEvents,
+  type CascadeCause,
+  type ContentsSource,
+  type SaveReason,
+} from './events.js';
 import { DependencyGraph } from './graph.js';
 import {
   loadFromStore,
@@ -83,6 +91,8 @@ interface Registration<K = unknown, V = unknown> {
   writeBehindQueued: boolean;
   /** After a failed write-behind save, none is queued before this time (clock ms): back-off. */
   writeBehindAfter: number;
+  /** A reload for another process's save is queued and has not started. */
+  refreshQueued: boolean;
 }
 
 interface SaveHistory {
@@ -113,10 +123,27 @@ export interface ManagerStats {
   readonly autoSync: ResolvedAutoSync;
   /** Whether `close()` was called. */
   readonly closed: boolean;
+  /** The bus to other processes, when the store has one and `bus` is not false. */
+  readonly bus: BusStats | undefined;
 }
 
 /** How long write-behind saves pause after one failed. */
 const WRITE_BEHIND_BACKOFF_MS = 5_000;
+/** At most one `error` event per kind and cache in this time; the next one counts the rest. */
+const ERROR_EVENT_INTERVAL_MS = 5_000;
+/** Saves nobody awaits: their failures are `error` events, and one with nothing to write is skipped. */
+const BACKGROUND_SAVES: ReadonlySet<SaveReason> = new Set<SaveReason>(['auto', 'evict', 'flight', 'reconnect']);
+
+/** How an invalidation cascade treats the store and the bus. */
+interface InvalidationPlan {
+  /** The cache named in the call, announced as the cascade's source (none for invalidateAll). */
+  readonly source?: string;
+  /**
+   * Names another process invalidated and announced (their store copies are gone already):
+   * this cascade is the echo of it, and is not announced again.
+   */
+  readonly remote?: ReadonlySet<string>;
+}
 
 const emptyContents = <K, V>(): LoadedContents<K, V> => ({ values: new Map<K, V>(), expiry: new Map<K, number>() });
 
@@ -163,6 +190,10 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
   /** Registrations in progress, so memoized functions can wait for their cache. */
   readonly #registrations = new Map<string, Promise<Cache>>();
   readonly #memo: Memoizer;
+  /** The bus to other processes sharing the store, if it has one (RedisStore). */
+  readonly #bus: Bus | undefined;
+  /** Rate limit of `error` events: per kind and cache, until when to hold them back and how many were. */
+  readonly #errorWindows = new Map<string, { until: number; suppressed: number }>();
   /** Moves on every change to any cache: memo dependency checks made before are void. */
   #epoch = 0;
   #closing: Promise<void> | undefined;
@@ -195,6 +226,14 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
       parentSignal: this.#closeController.signal,
     });
     this.#memo = new Memoizer(this.#memoHost());
+    this.#bus =
+      this.#options.bus && hasBus(this.#store)
+        ? new Bus(this.#store, {
+            receive: (message) => this.#receive(message),
+            resumed: () => this.#resumed(),
+            report: (error) => this.#report('publish', undefined, error),
+          })
+        : undefined;
   }
 
   /**
@@ -248,6 +287,8 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
     try {
       registered = this.#track(
         this.#withLock(name, async () => {
+          // Listening before loading: a change another process makes after the load is heard.
+          await this.#bus?.start();
           const usesStoreCodec = resolved.persistent && resolved.hooks.saver === undefined;
           const rules = resolved.persistent ? resolveAutoSync(resolved.autoSync, this.#options.autoSync) : false;
           const history: SaveHistory = { saves: 0, errors: 0, last: undefined, lastError: undefined };
@@ -286,6 +327,7 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
             history,
             writeBehindQueued: false,
             writeBehindAfter: 0,
+            refreshQueued: false,
           };
           let source: ContentsSource;
           if (resolved.contents !== undefined) {
@@ -414,7 +456,7 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
     this.#assertOpen();
     this.#registration(name);
     const names = this.#affected(name, resolveCascade(options, true));
-    await this.#track(this.#invalidateNames(names, (n) => (n === name ? 'direct' : 'dependency'), () => name));
+    await this.#track(this.#invalidateNames(names, (n) => (n === name ? 'direct' : 'dependency'), () => name, { source: name }));
   }
 
   /**
@@ -469,10 +511,15 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
     const names = this.#affected(name, resolveCascade(options, true));
     await this.#track(
       (async () => {
-        for (const n of names) {
-          const cause: CascadeCause = n === name ? 'direct' : 'dependency';
-          await this.#withLock(n, () => this.#deletePersisted(n));
-          this.emit(EVENTS.savedDeleted, { name: n, cause, source: name });
+        const deleted: string[] = [];
+        try {
+          for (const n of names) {
+            const cause: CascadeCause = n === name ? 'direct' : 'dependency';
+            if (await this.#withLock(n, () => this.#deletePersisted(n))) deleted.push(n);
+            this.emit(EVENTS.savedDeleted, { name: n, cause, source: name });
+          }
+        } finally {
+          if (deleted.length > 0) this.#announce({ v: 1, t: 'deleted', names: deleted });
         }
       })(),
     );
@@ -537,7 +584,7 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
   async invalidateAll(): Promise<void> {
     this.#assertOpen();
     const names = this.#graph.closure(this.#caches.keys());
-    await this.#track(this.#invalidateNames(names, () => 'direct', (n) => n));
+    await this.#track(this.#invalidateNames(names, () => 'direct', (n) => n, {}));
   }
 
   /**
@@ -556,6 +603,7 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
       entries: caches.reduce((sum, c) => sum + c.entries, 0),
       autoSync: this.#options.autoSync,
       closed: this.closed,
+      bus: this.#bus?.stats(),
     };
   }
 
@@ -580,6 +628,8 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
       } catch (err) {
         failure = err;
       }
+      // The final saves are announced before the bus closes.
+      await this.#bus?.close();
       for (const reg of this.#caches.values()) reg.internals.detach();
       this.#closeController.abort(new ClosedError(`cache manager ${JSON.stringify(this.name)}`));
       if (this.#ownsStore) await this.#store.close();
@@ -904,28 +954,35 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
     this.emit(EVENTS.built, { name, entries: built.values.size, ms: performance.now() - started });
   }
 
-  async #deletePersisted(name: string): Promise<void> {
+  /** Deletes `name`'s persisted copy; resolves whether it was the store's copy (not a deleter hook's, not a non-persistent cache). */
+  async #deletePersisted(name: string): Promise<boolean> {
     const reg = this.#caches.get(name);
     if (reg === undefined) {
       await this.#store.delete(name, this.#storeContext);
-      return;
+      return true;
     }
-    if (!reg.options.persistent) return;
+    if (!reg.options.persistent) return false;
     const deleter = reg.options.hooks.deleter;
     if (deleter === undefined) await this.#store.delete(name, this.#storeContext);
     else await this.#hook('deleter', name, (ctx) => deleter(ctx));
     reg.needsFullSave = true;
+    return deleter === undefined;
   }
 
   async #invalidateNames(
     names: readonly string[],
     causeOf: (name: string) => CascadeCause,
     sourceOf: (name: string) => string,
+    plan: InvalidationPlan,
   ): Promise<void> {
     // Empty every affected cache first: from here on nobody reads stale derived data.
     // The store copies are about to be deleted: read-through must not bring them back meanwhile.
     for (const n of names) this.#caches.get(n)?.internals.reset(false);
     this.#epoch++;
+    const dropped = await this.#dropStoreCopies(names, plan.remote);
+    if (plan.remote === undefined) {
+      this.#announce(plan.source === undefined ? { v: 1, t: 'invalidated', names } : { v: 1, t: 'invalidated', names, source: plan.source });
+    }
     let failure: unknown;
     for (const n of names) {
       const simple = this.#caches.get(n);
@@ -943,7 +1000,8 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
           const reg = this.#caches.get(n);
           // Again, under the lock: a reload that was queued before us may have refilled it.
           if (reg !== undefined) reg.internals.reset(false);
-          await this.#deletePersisted(n);
+          if (!dropped.has(n)) await this.#deletePersisted(n);
+          else if (reg !== undefined) reg.needsFullSave = true;
           if (reg === undefined) return;
           this.emit(EVENTS.invalidated, { name: n, cause: causeOf(n), source: sourceOf(n) });
           // After a failure, downstream builders would read incomplete upstreams: leave them empty.
@@ -954,6 +1012,34 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
       }
     }
     if (failure !== undefined) throw failure;
+  }
+
+  /**
+   * The store side of a cascade, before any cache is rebuilt: the copies the store itself
+   * deletes (no deleter hook) go in one `invalidateCascade` call, atomic on a RedisStore, so
+   * no other process loads a derived cache whose source is gone. Copies that another process
+   * dropped already (`remote`) are left alone. A cache with an operation running or queued
+   * (a save could write its old contents back afterwards) is left to the cascade's own
+   * step, under its lock. Resolves the names whose store copies are gone.
+   */
+  async #dropStoreCopies(names: readonly string[], remote: ReadonlySet<string> | undefined): Promise<Set<string>> {
+    const done = new Set<string>();
+    const bulk: string[] = [];
+    for (const n of names) {
+      const reg = this.#caches.get(n);
+      if ((reg !== undefined && (!reg.options.persistent || reg.options.hooks.deleter !== undefined)) || this.#locks.has(n)) continue;
+      if (remote?.has(n)) done.add(n);
+      else bulk.push(n);
+    }
+    if (bulk.length > 0 && this.#store.invalidateCascade !== undefined) {
+      try {
+        await this.#store.invalidateCascade(bulk);
+        for (const n of bulk) done.add(n);
+      } catch {
+        // Each cache's own step deletes its copy again, and reports the failure there.
+      }
+    }
+    return done;
   }
 
   /** Whether invalidating `reg` needs no I/O, no hook and no wait: it is only emptied. */
@@ -977,7 +1063,7 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
       const { name, options } = reg;
       if (!options.persistent || this.#caches.get(name) !== (reg as Registration)) return;
       // A background save that another save overtook has nothing left to do.
-      if ((reason === 'auto' || reason === 'evict' || reason === 'flight') && reg.cache.pendingChanges === 0 && !reg.needsFullSave) return;
+      if (BACKGROUND_SAVES.has(reason) && reg.cache.pendingChanges === 0 && !reg.needsFullSave) return;
       const started = performance.now();
       const saver = options.hooks.saver;
       const incremental = saver === undefined && this.#store.saveChanges !== undefined && !reg.needsFullSave;
@@ -986,17 +1072,21 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
       try {
         let entries = 0;
         let bytes = 0;
+        /** What to tell other processes: nothing (no store write), some keys, or everything (`undefined`). */
+        let announce: false | AnnouncedKey[] | undefined = false;
         if (ticket.batch !== undefined) {
           const { batch } = ticket;
           // Nothing changed since the last save: the store already holds this state.
           if (batch.cleared || batch.sets.length > 0 || batch.deletes.length > 0) {
             bytes = (await this.#store.saveChanges!(name, batch, this.#saveContext(name))).bytes;
+            announce = this.#bus === undefined ? false : announcedKeys(batch);
           }
           entries = batch.sets.length + batch.deletes.length;
         } else if (saver === undefined) {
           const all = ticket.entries ?? [];
           bytes = (await this.#store.save(name, all, this.#saveContext(name))).bytes;
           entries = all.length;
+          announce = undefined;
         } else {
           const contents = new Map<K, V>();
           for (const [key, value] of ticket.entries ?? []) contents.set(key as K, value as V);
@@ -1012,6 +1102,7 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
         reg.history.last = { at, ms, bytes, entries, reason };
         this.#autoSync.saved(name, at);
         this.emit(EVENTS.syncDone, { name, reason, entries, bytes, ms });
+        if (announce !== false) this.#announce(announce === undefined ? { v: 1, t: 'saved', name } : { v: 1, t: 'saved', name, keys: announce });
       } catch (err) {
         reg.internals.abortSave(ticket);
         reg.history.errors++;
@@ -1019,7 +1110,7 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
         this.#autoSync.changed(name);
         this.emit(EVENTS.syncError, { name, reason, error: err });
         // Nobody awaits these saves: the error event is where they are reported.
-        if (reason === 'auto' || reason === 'evict' || reason === 'flight') this.emit(EVENTS.error, { name, during: 'save', error: err });
+        if (BACKGROUND_SAVES.has(reason)) this.#report('save', name, err);
         throw err;
       }
     });
@@ -1042,6 +1133,151 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
       }
     });
     if (failed.length > 0) throw new SaveFailedError(failed, errors);
+  }
+
+  // ---------------------------------------------------------------- the bus
+
+  /** Tells the other processes (nobody waits for it; a failure is an `error` event). */
+  #announce(message: BusMessage): void {
+    if (this.#bus !== undefined) void this.#track(this.#bus.publish(message));
+  }
+
+  /**
+   * A background failure, as an `error` event: at most one per kind and cache every
+   * {@link ERROR_EVENT_INTERVAL_MS} (by the manager's clock); the next one says how many
+   * were held back.
+   */
+  #report(during: BackgroundErrorEvent['during'], name: string | undefined, error: unknown): void {
+    const key = `${during}\0${name ?? ''}`;
+    const now = this.#clock.now();
+    const window = this.#errorWindows.get(key);
+    if (window !== undefined && now < window.until) {
+      window.suppressed++;
+      return;
+    }
+    this.#errorWindows.set(key, { until: now + ERROR_EVENT_INTERVAL_MS, suppressed: 0 });
+    this.emit(EVENTS.error, { ...(name === undefined ? {} : { name }), during, error, suppressed: window?.suppressed ?? 0 });
+  }
+
+  /** The registration of `name` if its contents are the store's to refresh (no loader or saver hook). */
+  #storeBacked(name: string): Registration | undefined {
+    const reg = this.#caches.get(name);
+    const { persistent, hooks } = reg?.options ?? { persistent: false, hooks: {} };
+    return persistent && hooks.loader === undefined && hooks.saver === undefined ? reg : undefined;
+  }
+
+  /** What another process announced. */
+  #receive(message: BusMessage): void {
+    if (this.#closing !== undefined) return;
+    switch (message.t) {
+      case 'invalidated': {
+        // Its cascade as this process knows it: the caches it holds, plus their own dependents.
+        const known = message.names.filter((n) => this.#caches.has(n) || this.#graph.has(n));
+        if (known.length === 0) return;
+        const remote = new Set(message.names);
+        const source = message.source;
+        const names = this.#graph.closure(known);
+        this.#track(
+          this.#invalidateNames(names, (n) => (remote.has(n) ? 'remote' : 'dependency'), (n) => source ?? n, { remote }),
+        ).catch((error: unknown) => this.#report('refresh', source, error));
+        return;
+      }
+      case 'saved':
+        if (message.keys === undefined || this.#store.loadEntry === undefined) this.#refreshWhole(message.name);
+        else this.#refreshKeys(message.name, message.keys);
+        return;
+      case 'deleted':
+        for (const name of message.names) {
+          if (this.#storeBacked(name) === undefined && !this.#registering.has(name)) continue;
+          this.#track(
+            this.#withLock(name, async () => {
+              const reg = this.#storeBacked(name);
+              if (reg === undefined) return;
+              // The copy is gone: the next save writes everything (memory stays, as after deleteSaved).
+              reg.needsFullSave = true;
+              this.emit(EVENTS.savedDeleted, { name, cause: 'remote', source: message.names[0] ?? name });
+            }),
+          ).catch(() => undefined);
+        }
+        return;
+    }
+  }
+
+  /** Another process saved these keys of `name`: read them and apply those this process did not change. */
+  #refreshKeys(name: string, keys: readonly AnnouncedKey[]): void {
+    if (this.#storeBacked(name) === undefined && !this.#registering.has(name)) return;
+    const loadEntry = this.#store.loadEntry!.bind(this.#store);
+    this.#track(
+      this.#withLock(name, async () => {
+        const reg = this.#storeBacked(name);
+        if (reg === undefined) return;
+        const { cache, internals } = reg;
+        const bounded = reg.options.maxEntries !== Number.POSITIVE_INFINITY;
+        const wanted: AnnouncedKey[] = [];
+        let skipped = 0;
+        for (const key of keys) {
+          // A key changed here since the last save keeps its value (saved next); a bounded
+          // cache reads the keys it does not hold when asked for them.
+          if (!internals.storeMayHold(key)) skipped++;
+          else if (!bounded || cache.has(key)) wanted.push(key);
+        }
+        // A failure is caught up with when the store is back (#resumed reloads every cache).
+        const entries = await Promise.all(wanted.map((key) => loadEntry(name, key, this.#storeContext)));
+        let changed = 0;
+        wanted.forEach((key, i) => {
+          if (internals.refresh(key, entries[i])) changed++;
+        });
+        if (changed > 0) this.#epoch++;
+        this.emit(EVENTS.refreshed, { name, mode: 'keys', entries: changed, skipped });
+      }),
+    ).catch((error: unknown) => this.#report('refresh', name, error));
+  }
+
+  /**
+   * Reads the store's whole copy of `name` because another process changed it as a whole
+   * (or this one missed messages), and merges it into memory: keys this process changed
+   * since its last save keep their value (it is saved next), the others take the stored
+   * state, so writes made meanwhile are never lost. Without a stored copy (dropped by an
+   * invalidation), a cache with no unsaved change is filled again as on registration
+   * (builder); one with unsaved changes keeps only them. Coalesces: one queued refresh serves
+   * every announcement made before it starts.
+   */
+  #refreshWhole(name: string): void {
+    const queued = this.#caches.get(name);
+    if (queued === undefined ? !this.#registering.has(name) : queued.refreshQueued) return;
+    if (queued !== undefined) queued.refreshQueued = true;
+    this.#track(
+      this.#withLock(name, async () => {
+        if (queued !== undefined) queued.refreshQueued = false;
+        const reg = this.#storeBacked(name);
+        if (reg === undefined) return;
+        const stored = await this.#loadFromStore(name);
+        if (stored === undefined && reg.cache.pendingChanges === 0) {
+          await this.#fill(reg);
+          this.emit(EVENTS.refreshed, { name, mode: 'reload', entries: reg.cache.size, skipped: 0 });
+          return;
+        }
+        const { changed, skipped } = reg.internals.merge(stored ?? emptyContents());
+        if (changed > 0) this.#epoch++;
+        this.emit(EVENTS.refreshed, { name, mode: 'reload', entries: changed, skipped });
+      }),
+    ).catch((error: unknown) => this.#report('refresh', name, error));
+  }
+
+  /**
+   * The store's connections are back: save what could not be saved meanwhile, and catch up
+   * with what other processes announced meanwhile (every store-backed cache merges the
+   * store's copy).
+   */
+  #resumed(): void {
+    if (this.#closing !== undefined) return;
+    for (const reg of this.#caches.values()) {
+      // A cache whose copy was deleted on purpose (deleteSaved) keeps its memory contents.
+      if (this.#storeBacked(reg.name) !== reg || reg.needsFullSave) continue;
+      // A failure is reported by #save; AutoSync retries it.
+      if (reg.cache.pendingChanges > 0) this.#track(this.#save(reg, 'reconnect')).catch(() => undefined);
+      this.#refreshWhole(reg.name);
+    }
   }
 }
 

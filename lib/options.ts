@@ -124,6 +124,8 @@ export const managerOptionsSchema = z.strictObject({
   hookTimeout: durationSchema.optional(),
   /** When caches are saved without being asked: Redis-style rules, or false. @default DEFAULT_AUTOSYNC_RULES */
   autoSync: autoSyncSchema.optional(),
+  /** Whether to exchange invalidations and saves with other processes over the store's bus. @default true */
+  bus: z.boolean({ message: 'must be a boolean' }).optional(),
 });
 
 /**
@@ -155,6 +157,13 @@ export interface CacheManagerOptions {
    * `saveAll`, `deregister` and `close`. @default `{60 s, 10 000}`, `{300 s, 10}`, `{900 s, 1}`
    */
   autoSync?: AutoSyncOption;
+  /**
+   * Whether to tell other processes sharing the store what this manager invalidates, saves
+   * and deletes, and to apply what they tell it (see docs/redis.md). Only stores with
+   * `publish`/`subscribe` carry a bus (RedisStore); with others this option changes
+   * nothing. @default true
+   */
+  bus?: boolean;
 }
 
 /** {@link CacheManagerOptions} after validation and defaults. */
@@ -168,6 +177,7 @@ export interface ResolvedManagerOptions {
   readonly timers: TimerProvider | undefined;
   readonly hookTimeoutMs: number | undefined;
   readonly autoSync: ResolvedAutoSync;
+  readonly bus: boolean;
 }
 
 /** Turns zod issues into one InvalidOptionError naming the first bad option. */
@@ -212,6 +222,7 @@ export function resolveManagerOptions(input: unknown): ResolvedManagerOptions {
     timers: o.timers,
     hookTimeoutMs: o.hookTimeout === undefined ? undefined : parseDuration(o.hookTimeout),
     autoSync: resolveAutoSync(o.autoSync),
+    bus: o.bus ?? true,
   });
 }
 

@@ -44,7 +44,18 @@ import { RedisKeyLocks } from './redis/locks.js';
 import { parseOptions, type ParsedOptions, type RedisStoreOptions } from './redis/options.js';
 import { APPLY, COMMIT, DROP, PURGE, QUARANTINE, SCRIPTS, SLICE } from './redis/scripts.js';
 import { closeClient, Subscriber, type ChannelListener } from './redis/subscriber.js';
-import type { BusHandler, CacheStore, ChangeBatch, KeyLockResult, LockKeyOptions, SaveResult, StoreContext, StoredEntry, StoredSnapshot } from './types.js';
+import type {
+  BusHandler,
+  CacheStore,
+  ChangeBatch,
+  KeyLockResult,
+  LockKeyOptions,
+  SaveResult,
+  StoreContext,
+  StoredEntry,
+  StoredSnapshot,
+  SubscribeOptions,
+} from './types.js';
 
 export type { RedisClient } from './redis/connection.js';
 export type { RedisStoreOptions } from './redis/options.js';
@@ -156,6 +167,8 @@ export class RedisStore implements CacheStore {
   #closing: Promise<void> | undefined;
   readonly #known = new Map<string, Known>();
   readonly #locks: RedisKeyLocks;
+  /** `onResume` callbacks of the subscriptions: told when a connection is back after a loss. */
+  readonly #resumeListeners = new Set<() => void>();
 
   /**
    * @param options - see {@link RedisStoreOptions}; nothing connects before the first call
@@ -234,6 +247,9 @@ export class RedisStore implements CacheStore {
     } else {
       client = await connectOwnClient(this.#settings as ConnectSettings, 'connect');
     }
+    // Ready now; a later 'ready' is a reconnection. (Once per client: a given one is reopened.)
+    client.off('ready', this.#onClientReady);
+    client.on('ready', this.#onClientReady);
     try {
       if (this.#waitAof !== undefined) {
         const version = await serverVersion(client);
@@ -280,6 +296,19 @@ export class RedisStore implements CacheStore {
     }
   }
 
+  readonly #onClientReady = (): void => this.#resumed();
+
+  /** A connection is back: writes that failed meanwhile can be retried, messages were missed. */
+  #resumed(): void {
+    for (const listener of this.#resumeListeners) {
+      try {
+        listener();
+      } catch {
+        // A listener's failure is its own.
+      }
+    }
+  }
+
   #subscription(): Subscriber {
     this.#subscriber ??= new Subscriber(async () => {
       if (this.#settings !== undefined) return connectOwnClient(this.#settings, 'subscribe');
@@ -293,7 +322,7 @@ export class RedisStore implements CacheStore {
         throw error;
       }
       return duplicate;
-    });
+    }, () => this.#resumed());
     return this.#subscriber;
   }
 
@@ -773,16 +802,17 @@ export class RedisStore implements CacheStore {
   /**
    * Calls `handler` with every message another store of this namespace publishes (its own
    * are skipped). Messages published while the connection is down are lost (Redis pub/sub
-   * keeps nothing); after a reconnection the subscription is renewed by itself. A handler's
-   * errors and rejections are its own: they are caught and dropped. Resolves a function
-   * that unsubscribes.
+   * keeps nothing); after a reconnection the subscription is renewed by itself, and
+   * `onResume` is called (also when the command connection comes back), so the subscriber
+   * can catch up. A handler's errors and rejections are its own: they are caught and
+   * dropped. Resolves a function that unsubscribes.
    *
    * @throws {StoreUnavailableError} the subscriber connection cannot be opened
    * @example
-   * const stop = await store.subscribe((message, { from }) => console.log(from, message));
+   * const stop = await store.subscribe((message, { from }) => console.log(from, message), { onResume: () => reloadAll() });
    * await stop();
    */
-  async subscribe(handler: BusHandler): Promise<() => Promise<void>> {
+  async subscribe(handler: BusHandler, options: SubscribeOptions = {}): Promise<() => Promise<void>> {
     const listener: ChannelListener = (text) => {
       let envelope: { from?: unknown; message?: unknown };
       try {
@@ -798,10 +828,15 @@ export class RedisStore implements CacheStore {
     };
     const channel = this.#keys.busChannel;
     await this.#listen(channel, listener);
+    const { onResume } = options;
+    // A fresh function per subscription, so subscribing twice with one callback counts twice.
+    const resume = onResume === undefined ? undefined : () => onResume();
+    if (resume !== undefined) this.#resumeListeners.add(resume);
     let subscribed = true;
     return async () => {
       if (!subscribed) return;
       subscribed = false;
+      if (resume !== undefined) this.#resumeListeners.delete(resume);
       await this.#subscriber?.remove(channel, listener);
     };
   }
@@ -826,7 +861,9 @@ export class RedisStore implements CacheStore {
       this.#client = undefined;
       this.#subscriber = undefined;
       this.#known.clear();
+      this.#resumeListeners.clear();
       const client = await opening?.catch(() => undefined);
+      client?.off('ready', this.#onClientReady);
       await this.#locks.close(client, closed);
       await subscriber?.close();
       if (client !== undefined && this.#given === undefined) await closeClient(client);

@@ -2,42 +2,12 @@
 // as the store can tell: two connections with their own instance ids) share single flight
 // through Redis key locks and each other's saved results.
 import { expect } from 'chai';
-import { randomUUID } from 'node:crypto';
 import sinon from 'sinon';
-import { CacheManager, RedisStore } from '../../lib/index.js';
-import { startRedisServer, type RedisServer } from '../fixtures/redis-server.js';
+import { useRedisManagers } from '../fixtures/redis-managers.js';
 
 describe('memoize on a RedisStore', function () {
   this.timeout(30_000);
-  let server: RedisServer;
-  let managers: CacheManager[] = [];
-  let stores: RedisStore[] = [];
-  let namespace = '';
-
-  before(async () => {
-    server = await startRedisServer();
-  });
-  after(async () => {
-    await server.stop();
-  });
-  beforeEach(() => {
-    managers = [];
-    stores = [];
-    namespace = randomUUID();
-  });
-  afterEach(async () => {
-    await Promise.allSettled(managers.map((m) => m.close()));
-    // A store given to a manager is the caller's to close.
-    await Promise.allSettled(stores.map((s) => s.close()));
-  });
-
-  const make = (): CacheManager => {
-    const store = new RedisStore({ url: server.url, namespace });
-    stores.push(store);
-    const manager = new CacheManager({ store, autoSync: false });
-    managers.push(manager);
-    return manager;
-  };
+  const make = useRedisManagers().make;
 
   it('computes once for two managers calling at once: one waits on the key lock and reads the saved result', async () => {
     const a = make();

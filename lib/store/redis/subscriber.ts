@@ -24,14 +24,18 @@ export class Subscriber {
   readonly #listeners = new Map<string, Set<ChannelListener>>();
   /** SUBSCRIBE of each channel, once (concurrent `add`s of one channel wait for the same one). */
   readonly #subscribed = new Map<string, Promise<unknown>>();
+  /** Called when the connection is ready again after a loss (messages may have been missed). */
+  readonly #onResume: () => void;
 
   /**
    * @param open - opens the connection (called again after a failed attempt)
+   * @param onResume - called each time the connection is ready again after it was lost
    * @example
-   * new Subscriber(async () => client.duplicate());
+   * new Subscriber(async () => client.duplicate(), () => console.log('back'));
    */
-  constructor(open: () => Promise<RedisClient>) {
+  constructor(open: () => Promise<RedisClient>, onResume: () => void = () => undefined) {
     this.#open = open;
+    this.#onResume = onResume;
   }
 
   #connect(): Promise<RedisClient> {
@@ -39,6 +43,17 @@ export class Subscriber {
       const opening = this.#open().then((client) => {
         client.on('message', (channel: string, message: string) => {
           for (const listener of this.#listeners.get(channel) ?? []) listener(message);
+        });
+        // The first 'ready' came before `open` resolved: any later one is a reconnection.
+        // ioredis sends the SUBSCRIBEs again right after 'ready'; a PING queued behind them
+        // answers once they are in force, so nothing published after the resume is missed.
+        client.on('ready', () => {
+          queueMicrotask(() => {
+            void client.ping().then(
+              () => this.#onResume(),
+              () => undefined, // lost again: the next 'ready' resumes
+            );
+          });
         });
         return client;
       });
