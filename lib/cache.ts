@@ -11,7 +11,7 @@ import { EVENTS, type Emit, type SaveReason } from './events.js';
 import type { LoadedContents } from './hooks.js';
 import { resolveEntryTtl, type Duration } from './options.js';
 import type { Codec } from './codec/types.js';
-import type { ChangeBatch, StoredEntry } from './store/types.js';
+import type { ChangeBatch, KeyLockResult, StoredEntry } from './store/types.js';
 import type { AutoSyncRule } from './sync/autosync.js';
 import type { Clock } from './sync/clock.js';
 import { LruMap } from './lru.js';
@@ -47,6 +47,13 @@ export interface CacheSettings<K = unknown, V = unknown> {
    * `undefined` when the cache has no store behind it (not persistent, or a custom saver).
    */
   readonly readEntry: ((key: K) => Promise<StoredEntry | undefined>) | undefined;
+  /**
+   * Takes the store's cross-process lock on `key` for a `getOrBuild` flight; `undefined`
+   * when builds are single-flight per process only (no `lock`, or a key the lock cannot name).
+   */
+  readonly lockEntry?: ((key: K) => Promise<KeyLockResult> | undefined) | undefined;
+  /** Saves the cache now (a value built under a cross-process lock, which others wait for). */
+  readonly persist?: () => Promise<void>;
   /** An unsaved entry was evicted from memory: the manager writes it soon (write-behind). */
   readonly onEvictDirty: () => void;
   /** `fetch`/`getOrBuild` produced `value` for `key` (dependency tracking of memoized functions). */
@@ -102,6 +109,16 @@ export interface CacheStats extends PersistenceStats {
   readonly pendingChanges: number;
   /** Distinct keys changed since the last save. */
   readonly dirtyKeys: number;
+  /** `get` and `fetch` calls that found a value in memory, since registration. */
+  readonly hits: number;
+  /** `get` and `fetch` calls that did not (a stored `undefined` counts as a miss of `get`). */
+  readonly misses: number;
+  /** `set` calls, since registration. */
+  readonly sets: number;
+  /** Entries evicted by the LRU bound, since registration. */
+  readonly evictions: number;
+  /** Entries dropped because their TTL passed, since registration. */
+  readonly expirations: number;
 }
 
 /**
@@ -223,6 +240,11 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
   /** Whether the store's copy may serve read-through (false while it is known to be out of date). */
   #storeReadable = false;
   #changes = 0;
+  #hits = 0;
+  #misses = 0;
+  #sets = 0;
+  #evictions = 0;
+  #expirations = 0;
   #pending = new Map<K, Promise<V | undefined>>();
   /** Saves started and not finished: until they land, the store may hold older values of their keys. */
   readonly #saving = new Set<SaveTicket<K>>();
@@ -239,6 +261,8 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
   readonly #persistent: boolean;
   readonly #readEntry: ((key: K) => Promise<StoredEntry | undefined>) | undefined;
   readonly #onEvictDirty: () => void;
+  readonly #lockEntry: CacheSettings<K, V>['lockEntry'];
+  readonly #persist: () => Promise<void>;
   readonly #onRead: (key: K, value: V | undefined) => void;
   readonly #internals: CacheInternals<K, V>;
 
@@ -262,6 +286,8 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
     this.#persistent = settings.persistent;
     this.#readEntry = settings.readEntry;
     this.#onEvictDirty = settings.onEvictDirty;
+    this.#lockEntry = settings.lockEntry;
+    this.#persist = settings.persist ?? (() => Promise.resolve());
     this.#onRead = settings.onRead;
     this.#internals = {
       replace: (contents, dirty, storeReadable) => this.#replace(contents, dirty, storeReadable),
@@ -364,6 +390,11 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
       maxEntries: this.#maxEntries,
       pendingChanges: this.#changes,
       dirtyKeys: this.#dirtyKeys.size,
+      hits: this.#hits,
+      misses: this.#misses,
+      sets: this.#sets,
+      evictions: this.#evictions,
+      expirations: this.#expirations,
       ...this.#describe(),
     };
   }
@@ -386,9 +417,14 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
    * cache.get('u1');
    */
   get(key: K): V | undefined {
-    if (this.#expiry.size !== 0 && this.#expireIfDue(key)) return undefined;
-    if (this.#bounded) return (this.#values as LruMap<K, V>).use(key);
-    return (this.#values as Map<K, V>).get(key);
+    if (this.#expiry.size !== 0 && this.#expireIfDue(key)) {
+      this.#misses++;
+      return undefined;
+    }
+    const value = this.#bounded ? (this.#values as LruMap<K, V>).use(key) : (this.#values as Map<K, V>).get(key);
+    if (value === undefined) this.#misses++;
+    else this.#hits++;
+    return value;
   }
 
   /**
@@ -443,6 +479,7 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
     // A fetch or build in flight for this key must not overwrite the value set now.
     if (this.#pending.size !== 0) this.#pending.delete(key);
     this.#changes++;
+    this.#sets++;
     if (this.#persistent) this.#dirtyKeys.add(key);
     this.#onChange();
     return this;
@@ -545,6 +582,7 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
     let value: V | undefined;
     if (this.has(key)) value = this.get(key);
     else {
+      this.#misses++;
       if (this.#detached) throw new ClosedError(`cache ${JSON.stringify(this.name)}`);
       const pending = this.#pending.get(key);
       value = await (pending ?? this.#startFetch(key, build, options));
@@ -598,15 +636,51 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
           }
         }
         if (build === undefined) return undefined;
-        const value = await build(key);
-        if (mine()) this.set(key, value, options);
-        return value;
+        const locking = this.#lockEntry?.(key);
+        if (locking === undefined) {
+          const value = await build(key);
+          if (mine()) this.set(key, value, options);
+          return value;
+        }
+        return await this.#buildLocked(key, build, options, await locking, mine);
       } finally {
         if (this.#pending.get(key) === flight) this.#pending.delete(key);
       }
     });
     this.#pending.set(key, flight);
     return flight;
+  }
+
+  /**
+   * The end of a flight that took the store's lock on `key` (or waited for it): if another
+   * process held it, its result is read from the store; otherwise (or if it stored nothing)
+   * this one builds, and saves before releasing the lock, so the waiters find the value.
+   */
+  async #buildLocked(
+    key: K,
+    build: (key: K) => V | Promise<V>,
+    options: SetOptions | undefined,
+    { lock, waited }: KeyLockResult,
+    mine: () => boolean,
+  ): Promise<V> {
+    try {
+      if (waited && this.#readEntry !== undefined && this.#storeMayHold(key)) {
+        const entry = await this.#readEntry(key);
+        if (entry !== undefined && (entry[2] === 0 || entry[2] > this.#clock.now())) {
+          if (mine() && this.#storeMayHold(key)) this.#insert(key, entry[1] as V, entry[2]);
+          return entry[1] as V;
+        }
+      }
+      const value = await build(key);
+      if (mine()) {
+        this.set(key, value, options);
+        // A failed save is reported by the manager; the waiters then build for themselves.
+        if (lock !== undefined) await this.#persist().catch(() => undefined);
+      }
+      return value;
+    } finally {
+      await lock?.release();
+    }
   }
 
   /** The entry of `key` if a running save carries it as evicted (it is nowhere else in memory). */
@@ -719,6 +793,7 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
 
   /** Expiry is not a change: the persisted copy carries the same expiry time. */
   #removeExpired(key: K): void {
+    this.#expirations++;
     this.#expiry.delete(key);
     this.#values.delete(key);
     this.#emit(EVENTS.removed, { name: this.name, key, reason: 'expire' });
@@ -727,6 +802,7 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
   /** Finishes an eviction made by `lru.setWithin()`: the entry is out of `#values` already. */
   #evicted(lru: LruMap<K, V>): void {
     const key = lru.evictedKey;
+    this.#evictions++;
     if (this.#dirtyKeys.size !== 0 || this.#saving.size !== 0) this.#keepIfUnsaved(key, lru.evictedValue);
     lru.forgetEvicted();
     if (this.#expiry.size !== 0) this.#expiry.delete(key);

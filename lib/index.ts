@@ -20,7 +20,7 @@ export type { AppendFsync, CompactionOptions, CompactionResult, FileStoreOptions
 export { MemoryStore } from './store/memory.js';
 export { RedisStore } from './store/redis.js';
 export type { RedisClient, RedisStoreOptions } from './store/redis.js';
-export type { BusHandler, BusMessageMeta, CacheStore, ChangeBatch, KeyLock, KeyLockResult, LockKeyOptions, StoreContext, StoredEntry, StoredSnapshot, StoreWarning, SaveResult, SubscribeOptions } from './store/types.js';
+export type { BusHandler, BusMessageMeta, CacheStore, ChangeBatch, KeyLock, KeyLockResult, LockKeyOptions, StoreContext, StoredEntry, StoredSnapshot, StoreWarning, StoredInfo, SaveResult, SubscribeOptions } from './store/types.js';
 export { v8Codec, jsonCodec } from './codec/index.js';
 export type { Codec, CodecName, CodecProblem } from './codec/types.js';
 export { MAX_CACHE_NAME_LENGTH, parseDuration, validateCacheName } from './options.js';
@@ -55,3 +55,9 @@ export {
   ClosedError,
 } from './errors.js';
 export type { ErrorCode, HookName } from './errors.js';
+export { createAdminHandler } from './admin/handler.js';
+export type { AdminHandler, AdminOptions } from './admin/handler.js';
+export { serve as serveAdmin, serveStore } from './admin/serve.js';
+export type { AdminServer, ServeOptions } from './admin/serve.js';
+export { managerSource, storeSource } from './admin/source.js';
+export type { AdminSource, CacheRow, GraphView } from './admin/source.js';

@@ -8,6 +8,7 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { EventEmitter } from 'eventemitter3';
+import type { AdminServer, ServeOptions } from './admin/serve.js';
 import { announcedKeys, Bus, hasBus, type AnnouncedKey, type BusMessage, type BusStats } from './bus.js';
 import { Cache, cacheInternals, type CacheInternals, type PersistenceStats } from './cache.js';
 import { resolveCodec } from './codec/index.js';
@@ -48,6 +49,7 @@ import {
   validateCacheName,
   type CacheManagerOptions,
   type CacheOptions,
+  type FlightLock,
   type MemoizeOptions,
   type ProxyOptions,
   type ResolvedCacheOptions,
@@ -56,7 +58,8 @@ import {
 import { Memoizer, type MemoHost, type Memoized } from './memo/memoize.js';
 import { createProxy, type CachedProxy, type MethodKeys } from './memo/proxy.js';
 import { FileStore } from './store/file.js';
-import type { CacheStore, StoreContext, StoreWarning } from './store/types.js';
+import type { CacheStore, KeyLockResult, StoreContext, StoreWarning } from './store/types.js';
+import { argsKey } from './memo/key.js';
 import { AutoSync, resolveAutoSync, sameAutoSync, type ResolvedAutoSync } from './sync/autosync.js';
 import { systemClock, systemTimers, type Clock, type TimerProvider } from './sync/clock.js';
 
@@ -126,6 +129,9 @@ export interface ManagerStats {
   /** The bus to other processes, when the store has one and `bus` is not false. */
   readonly bus: BusStats | undefined;
 }
+
+/** `getOrBuild`'s cross-process lock where it is on by default: wait 60 s, hold at most 10 min. */
+const DEFAULT_FLIGHT_LOCK: FlightLock = Object.freeze({ waitMs: 60_000, ttlMs: 600_000 });
 
 /** How long write-behind saves pause after one failed. */
 const WRITE_BEHIND_BACKOFF_MS = 5_000;
@@ -316,6 +322,10 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
                 ? (key) => store.loadEntry!(name, key, this.#storeContext)
                 : undefined,
             onEvictDirty: () => this.#writeBehind(reg as Registration),
+            lockEntry: this.#flightLock(name, usesStoreCodec, resolved.lock),
+            persist: async () => {
+              if (!this.closed) await this.#track(this.#save(reg as Registration, 'flight'));
+            },
             onRead: (key, value) => this.#memo.recordRead(name, key, value, cache.expiresAt(key) ?? 0),
           });
           const reg: Registration<K, V> = {
@@ -733,6 +743,19 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
     return createProxy(this, target, options);
   }
 
+  /**
+   * Serves the admin API, Prometheus metrics and dashboard of this manager on a new HTTP
+   * server (127.0.0.1 by default; see docs/admin.md). The admin code is loaded on first use.
+   *
+   * @example
+   * const admin = await manager.serve({ port: 9470 }); // admin.url, then await admin.close()
+   */
+  async serve(options: ServeOptions = {}): Promise<AdminServer> {
+    this.#assertOpen();
+    const { serve } = await import('./admin/serve.js');
+    return serve(this, options);
+  }
+
   // ---------------------------------------------------------------- internals
 
   /** The manager's side of memoization. */
@@ -776,6 +799,28 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
         return (await this.#store.load(name, this.#storeContext))?.entries ?? [];
       },
       epoch: () => this.#epoch,
+    };
+  }
+
+  /**
+   * The cross-process lock of a cache's `getOrBuild` flights, if it has one: its `lock`
+   * option, by default on when the store is shared by writing processes (it has a bus: a
+   * RedisStore). Keys are named like memoized arguments; a key that cannot be (a class
+   * instance) builds without the lock.
+   */
+  #flightLock<K>(name: string, usesStoreCodec: boolean, option: FlightLock | false | undefined): ((key: K) => Promise<KeyLockResult> | undefined) | undefined {
+    const store = this.#store;
+    const lock = option ?? (hasBus(store) ? DEFAULT_FLIGHT_LOCK : false);
+    if (lock === false || !usesStoreCodec || store.lockKey === undefined) return undefined;
+    const options = { waitMs: lock.waitMs, ttlMs: lock.ttlMs };
+    return (key) => {
+      let named: string;
+      try {
+        named = `getOrBuild#${argsKey([key])}`;
+      } catch {
+        return undefined;
+      }
+      return store.lockKey!(name, named, options);
     };
   }
 

@@ -226,6 +226,17 @@ export function resolveManagerOptions(input: unknown): ResolvedManagerOptions {
   });
 }
 
+/** Schema of the `lock` option of memoize and of caches: `false`, or how to wait for another process. */
+const memoLockSchema = z.union([
+  z.literal(false),
+  z.strictObject({
+    /** How long to wait for another process computing the same key. @default '60s' */
+    wait: durationSchema.optional(),
+    /** The longest a lock is held before others may take it over. @default '10m' */
+    ttl: durationSchema.optional(),
+  }),
+]);
+
 /** Schema of {@link CacheOptions}. */
 export const cacheOptionsSchema = z.strictObject({
   /** Whether the cache is loaded from and saved to the store. @default true */
@@ -255,6 +266,8 @@ export const cacheOptionsSchema = z.strictObject({
   ttl: durationSchema.optional(),
   /** AutoSync rules of this cache, or false. @default the manager's */
   autoSync: autoSyncSchema.optional(),
+  /** Single flight of getOrBuild across processes. @default { wait: '60s', ttl: '10m' } on a store shared by writers (RedisStore), else false */
+  lock: memoLockSchema.optional(),
 });
 
 /**
@@ -276,6 +289,14 @@ export interface CacheOptions<K = unknown, V = unknown> extends CacheHooks<K, V>
   ttl?: Duration;
   /** This cache's AutoSync rules, or `false` (never saved automatically). @default the manager's `autoSync` */
   autoSync?: AutoSyncOption;
+  /**
+   * Single flight of `getOrBuild` across processes: one process takes the store's lock on
+   * the key, builds and saves the value at once; the others wait up to `wait` and read it.
+   * Needs a persistent cache without a custom saver, on a store with key locks.
+   * @default `{ wait: '60s', ttl: '10m' }` on a store that several processes write and
+   * that has a bus (RedisStore); `false` otherwise (single flight per process)
+   */
+  lock?: false | { readonly wait?: Duration; readonly ttl?: Duration };
 }
 
 /** {@link CacheOptions} after validation and defaults. */
@@ -288,6 +309,20 @@ export interface ResolvedCacheOptions<K, V> {
   readonly ttlMs: number | undefined;
   /** The cache's own `autoSync` option, resolved against the manager's at registration. */
   readonly autoSync: AutoSyncOption | undefined;
+  /** The `lock` option; `undefined`: the store decides (see {@link CacheOptions.lock}). */
+  readonly lock: FlightLock | false | undefined;
+}
+
+/** How a flight waits for another process holding a key's lock, in ms. */
+export interface FlightLock {
+  readonly waitMs: number;
+  readonly ttlMs: number;
+}
+
+/** Resolves a `lock` option (`{}` takes the defaults: wait 60 s, hold at most 10 min). */
+function resolveLock(lock: false | { readonly wait?: Duration | undefined; readonly ttl?: Duration | undefined }): FlightLock | false {
+  if (lock === false) return false;
+  return Object.freeze({ waitMs: parseDuration(lock.wait ?? '60s') ?? 60_000, ttlMs: parseDuration(lock.ttl ?? '10m') ?? 600_000 });
 }
 
 /**
@@ -323,6 +358,7 @@ export function resolveCacheOptions<K, V>(cacheName: string, input: unknown): Re
     maxEntries: o.maxEntries ?? Number.POSITIVE_INFINITY,
     ttlMs: o.ttl === undefined ? undefined : parseDuration(o.ttl),
     autoSync: o.autoSync,
+    lock: o.lock === undefined ? undefined : resolveLock(o.lock),
   });
 }
 
@@ -369,16 +405,6 @@ const positiveInt = (what: string) =>
     .positive({ message: `must be a positive integer (${what})` })
     .max(2 ** 31, { message: 'must be at most 2^31' });
 
-/** Schema of the `lock` option of memoize: `false`, or how to wait for another process. */
-const memoLockSchema = z.union([
-  z.literal(false),
-  z.strictObject({
-    /** How long to wait for another process computing the same call. @default '60s' */
-    wait: durationSchema.optional(),
-    /** The longest a lock is held before others may take it over. @default '10m' */
-    ttl: durationSchema.optional(),
-  }),
-]);
 
 /** Schema of {@link MemoizeOptions}. */
 export const memoizeOptionsSchema = z.strictObject({
@@ -450,7 +476,7 @@ export interface ResolvedMemoizeOptions {
   readonly ttlMs: number | undefined;
   readonly maxEntries: number;
   readonly cacheErrors: boolean | ((error: unknown) => boolean);
-  readonly lock: false | { readonly waitMs: number; readonly ttlMs: number };
+  readonly lock: FlightLock | false;
 }
 
 /** The cache memoized results go to when no `cache` is given. */
@@ -478,10 +504,7 @@ export function resolveMemoizeOptions(fnName: string, input: unknown): ResolvedM
     ttlMs: o.ttl === undefined ? undefined : parseDuration(o.ttl),
     maxEntries: o.maxEntries ?? Number.POSITIVE_INFINITY,
     cacheErrors: (o.cacheErrors ?? false) as boolean | ((error: unknown) => boolean),
-    lock:
-      lock === false
-        ? false
-        : Object.freeze({ waitMs: parseDuration(lock.wait ?? '60s') ?? 60_000, ttlMs: parseDuration(lock.ttl ?? '10m') ?? 600_000 }),
+    lock: resolveLock(lock),
   });
 }
 

@@ -250,6 +250,39 @@ describe('the invalidation bus (two managers on one Redis namespace)', function 
     expect(calls).to.equal(3);
   });
 
+  it('getOrBuild builds once for two managers: one holds the store lock and saves, the other waits and reads it', async () => {
+    const a = make();
+    const b = make();
+    const usersA = await a.registerCache<string, { n: number }>('users');
+    const usersB = await b.registerCache<string, { n: number }>('users');
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let builds = 0;
+    const build = async (): Promise<{ n: number }> => (await gate, { n: ++builds });
+    const first = usersA.getOrBuild('k', build);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const second = usersB.getOrBuild('k', build);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    release();
+    expect(await Promise.all([first, second])).to.deep.equal([{ n: 1 }, { n: 1 }]);
+    expect(builds).to.equal(1);
+    // A saved it before unlocking (reason 'flight'); B holds it as the store's value.
+    expect(usersA.pendingChanges).to.equal(0);
+    expect(usersB.pendingChanges).to.equal(0);
+    expect(usersB.get('k')).to.deep.equal({ n: 1 });
+  });
+
+  it('getOrBuild with lock: false builds in each manager', async () => {
+    const a = make();
+    const b = make();
+    const usersA = await a.registerCache<string, number>('users', { lock: false });
+    const usersB = await b.registerCache<string, number>('users', { lock: false });
+    let builds = 0;
+    const build = async (): Promise<number> => (await new Promise((resolve) => setTimeout(resolve, 50)), ++builds);
+    await Promise.all([usersA.getOrBuild('k', build), usersB.getOrBuild('k', build)]);
+    expect(builds).to.equal(2);
+  });
+
   it('bus: false neither announces nor listens', async () => {
     const a = make({ bus: false });
     const b = make();

@@ -77,6 +77,26 @@ describe('Cache', () => {
     });
   });
 
+  describe('usage counters in stats()', () => {
+    it('counts hits, misses, sets, evictions and expirations since registration, saves and reloads aside', async () => {
+      let now = 1_000_000;
+      const manager = fx.make({ clock: { now: () => now } });
+      const cache = await manager.registerCache<string, number>('c', { maxEntries: 2 });
+      cache.set('a', 1);
+      cache.set('b', 2, { ttl: 10 });
+      expect(cache.get('a')).to.equal(1);
+      expect(cache.get('zz')).to.equal(undefined);
+      cache.set('c', 3); // evicts b (a was used)
+      now += 20;
+      cache.set('d', 4, { ttl: 5 });
+      now += 10;
+      expect(cache.get('d')).to.equal(undefined); // expired
+      expect(await cache.fetch('nope')).to.equal(undefined);
+      await manager.save('c');
+      expect(cache.stats()).to.include({ hits: 1, misses: 3, sets: 4, evictions: 2, expirations: 1 });
+    });
+  });
+
   describe('time-to-live', () => {
     it('hides an entry once its ttl has passed', async () => {
       let now = 1_000_000;

@@ -54,6 +54,7 @@ import {
   writeFileAtomic,
   yieldIfBusy,
 } from './log/fsio.js';
+import { describeCacheDir } from './log/describe.js';
 import { KeyIndex, type FileRef } from './log/key-index.js';
 import { lstatOrUndefined, MISSING, READ_ATTEMPTS, readCache, readRecord, regularFileSize, type LoadedCache, type TornTail } from './log/read.js';
 import {
@@ -86,6 +87,7 @@ import type {
   SaveResult,
   StoreContext,
   StoredEntry,
+  StoredInfo,
   StoredSnapshot,
   StoreWarning,
 } from './types.js';
@@ -546,6 +548,7 @@ export class FileStore implements CacheStore {
         snapshot: { file: n, bytes: written.bytes, crc: written.crc },
         segments: [],
         savedAt: timestamp(ctx),
+        ...linksOf(ctx, previous),
       };
       await this.#commit(state, manifest, [ref.path]);
       await this.#closeSegment(state.segment);
@@ -598,6 +601,7 @@ export class FileStore implements CacheStore {
         await this.#startLog(state, ctx, n, encoded);
         at = (state.segment as ActiveSegment).end - (encoded?.bytes ?? 0);
       } else {
+        await this.#recordLinks(state, ctx);
         if (state.segment === undefined || state.segment.codecName !== ctx.codec.name) await this.#rotate(state, ctx, 0);
         const last = state.segment as ActiveSegment;
         encoded = await encodeBatch(name, ctx.codec, last.no, batch, timestamp(ctx));
@@ -691,6 +695,26 @@ export class FileStore implements CacheStore {
    */
   async has(name: string): Promise<boolean> {
     return (await this.#presence(this.locate(name))) !== 'none';
+  }
+
+  /**
+   * What is saved under `name`, from the manifest and the files' headers, without decoding
+   * any value: bytes, log bytes, save time, codec, recorded dependency links, and the entry
+   * count when no appended batch makes a replay necessary (else `entries: undefined`).
+   * Never writes (works on a read-only store and beside a running writer).
+   *
+   * @throws {CorruptFileError} a damaged manifest or file header
+   * @example
+   * await store.describe('stats'); // { name: 'stats', entries: 2, dependsOn: ['users'], … }
+   */
+  async describe(name: string): Promise<StoredInfo | undefined> {
+    const cacheDir = this.locate(name);
+    for (let attempt = 1; ; attempt++) {
+      if ((await this.#presence(cacheDir)) !== 'cache') return undefined;
+      const info = await describeCacheDir(name, cacheDir);
+      // undefined with a manifest there: a writer replaced the files meanwhile; look again.
+      if (info !== undefined || attempt >= READ_ATTEMPTS) return info;
+    }
   }
 
   /**
@@ -1205,7 +1229,7 @@ export class FileStore implements CacheStore {
   /** First write of a cache by `saveChanges`: an empty base and one segment holding `first`. */
   async #startLog(state: CacheState, ctx: StoreContext, n: number, first: EncodedBatch | undefined): Promise<void> {
     const segment = await this.#createSegment(state, n, ctx, first);
-    const manifest: Manifest = { cache: state.name, generation: firstGeneration(), next: n + 1, snapshot: null, segments: [n], savedAt: timestamp(ctx) };
+    const manifest: Manifest = { cache: state.name, generation: firstGeneration(), next: n + 1, snapshot: null, segments: [n], savedAt: timestamp(ctx), ...linksOf(ctx, undefined) };
     await this.#commit(state, manifest, [segment.path]);
     state.manifest = manifest;
     state.unreadable = false;
@@ -1213,6 +1237,19 @@ export class FileStore implements CacheStore {
     state.index = new KeyIndex(ctx.codec);
     state.snapshotBytes = 0;
     state.sealedBytes = 0;
+  }
+
+  /**
+   * Commits a manifest recording the cache's new dependency links when a batch carries
+   * links that differ from the recorded ones (rare: links change with the code, not with
+   * the data), so the manifest is not rewritten on every append.
+   */
+  async #recordLinks(state: CacheState, ctx: StoreContext): Promise<void> {
+    const manifest = state.manifest;
+    if (manifest === undefined || ctx.dependsOn === undefined || sameLinks(manifest.dependsOn, ctx.dependsOn)) return;
+    const next: Manifest = { ...manifest, generation: manifest.generation + 1, ...linksOf(ctx, manifest) };
+    await this.#commit(state, next, []);
+    state.manifest = next;
   }
 
   /**
@@ -1526,6 +1563,16 @@ export class FileStore implements CacheStore {
     running.controller.abort(new CompactionCancelled('compaction cancelled'));
     state.compaction = undefined;
   }
+}
+
+/** The links a new manifest records: the save's, else the previous manifest's. */
+function linksOf(ctx: StoreContext, previous: Manifest | undefined): { dependsOn?: readonly string[] } {
+  const links = ctx.dependsOn ?? previous?.dependsOn;
+  return links === undefined ? {} : { dependsOn: [...links] };
+}
+
+function sameLinks(a: readonly string[] | undefined, b: readonly string[]): boolean {
+  return a !== undefined && a.length === b.length && a.every((link, i) => link === b[i]);
 }
 
 /** A random first generation: a re-created cache never repeats the generations of its predecessor. */

@@ -12,7 +12,7 @@
 
 import { decodeFrame, encodeFrameToBytes } from './frame.js';
 import { KeyMap, Patch } from './log/keys.js';
-import type { CacheStore, ChangeBatch, SaveResult, StoreContext, StoredEntry, StoredSnapshot } from './types.js';
+import type { CacheStore, ChangeBatch, SaveResult, StoreContext, StoredEntry, StoredInfo, StoredSnapshot } from './types.js';
 
 const LOCATION_PREFIX = 'memory:';
 
@@ -38,6 +38,8 @@ export class MemoryStore implements CacheStore {
   // Maps, not objects: '__proto__' is a fine cache name.
   readonly #blobs = new Map<string, Uint8Array>();
   readonly #quarantined = new Map<string, Uint8Array>();
+  /** What {@link MemoryStore.describe} reports, kept beside each blob. */
+  readonly #info = new Map<string, StoredInfo>();
 
   /**
    * `memory:<name>`.
@@ -76,6 +78,7 @@ export class MemoryStore implements CacheStore {
   async save(name: string, entries: Iterable<StoredEntry>, ctx: StoreContext): Promise<SaveResult> {
     const { bytes, summary } = encodeFrameToBytes(name, entries, ctx);
     this.#blobs.set(name, bytes);
+    this.#remember(name, summary.entries, bytes.byteLength, ctx);
     return { entries: summary.entries, bytes: summary.bytes, location: this.locate(name) };
   }
 
@@ -93,8 +96,9 @@ export class MemoryStore implements CacheStore {
     const patch = new Patch(ctx.codec);
     for (const entry of batch.sets) patch.apply(entry);
     for (const key of batch.deletes) patch.apply([key]);
-    const { bytes } = encodeFrameToBytes(name, await patch.merge(base), ctx);
+    const { bytes, summary } = encodeFrameToBytes(name, await patch.merge(base), ctx);
     this.#blobs.set(name, bytes);
+    this.#remember(name, summary.entries, bytes.byteLength, ctx);
     return { entries: batch.sets.length + batch.deletes.length, bytes: bytes.byteLength, location: this.locate(name) };
   }
 
@@ -122,7 +126,34 @@ export class MemoryStore implements CacheStore {
    * await store.delete('users'); // true
    */
   async delete(name: string): Promise<boolean> {
+    this.#info.delete(name);
     return this.#blobs.delete(name);
+  }
+
+  /**
+   * What is saved under `name`: entries, bytes, save time, codec and the dependency links
+   * the last save carried; `undefined` when nothing is saved.
+   *
+   * @example
+   * await store.describe('stats'); // { name: 'stats', entries: 2, dependsOn: ['users'], … }
+   */
+  async describe(name: string): Promise<StoredInfo | undefined> {
+    return this.#blobs.has(name) ? this.#info.get(name) : undefined;
+  }
+
+  /** Records what describe() reports after a write; links not carried by `ctx` are kept. */
+  #remember(name: string, entries: number, bytes: number, ctx: StoreContext): void {
+    const now = ctx.clock.now();
+    this.#info.set(name, {
+      name,
+      entries,
+      bytes,
+      savedAt: Number.isFinite(now) ? now : 0,
+      codec: ctx.codec.name,
+      dependsOn: [...(ctx.dependsOn ?? this.#info.get(name)?.dependsOn ?? [])],
+      location: this.locate(name),
+      logBytes: 0,
+    });
   }
 
   /**
@@ -161,6 +192,7 @@ export class MemoryStore implements CacheStore {
     for (let n = 1; this.#quarantined.has(slot); n++) slot = `${name}.corrupt-${stamp}-${n}`;
     this.#quarantined.set(slot, blob);
     this.#blobs.delete(name);
+    this.#info.delete(name);
     return this.locate(slot);
   }
 

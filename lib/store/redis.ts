@@ -53,6 +53,7 @@ import type {
   SaveResult,
   StoreContext,
   StoredEntry,
+  StoredInfo,
   StoredSnapshot,
   SubscribeOptions,
 } from './types.js';
@@ -506,9 +507,23 @@ export class RedisStore implements CacheStore {
 
     return this.#run(op, location, async (client) => {
       let committed = false;
+      // A save that carries no links keeps those recorded (the manager's always carry them).
+      let links = ctx.dependsOn === undefined ? undefined : JSON.stringify(ctx.dependsOn);
+      if (links === undefined) {
+        const previous = await this.#expectedGen(client, name);
+        if (previous !== undefined) links = (await client.hget(this.#keys.generation(name, previous).meta, 'dependsOn')) ?? undefined;
+      }
       try {
         const pipeline = client.pipeline();
-        pipeline.hset(keys.meta, { seq: String(encoded.length), savedAt: String(savedAt), codec: ctx.codec.name, node: process.version, v8: process.versions.v8 });
+        pipeline.hset(keys.meta, {
+          seq: String(encoded.length),
+          savedAt: String(savedAt),
+          codec: ctx.codec.name,
+          node: process.version,
+          v8: process.versions.v8,
+          // The cache's direct upstreams, for tools that draw and cascade the graph offline.
+          ...(links === undefined ? {} : { dependsOn: links }),
+        });
         pipeline.pexpire(keys.meta, DEBRIS_TTL_MS);
         // Each key gets its debris expiry right after the command that creates it.
         let args: (string | Buffer)[] = [];
@@ -613,6 +628,7 @@ export class RedisStore implements CacheStore {
           String(sets.length),
           String(deletes.length),
           String(expiring.length),
+          ctx.dependsOn === undefined ? '' : JSON.stringify(ctx.dependsOn),
         ];
         for (const { field, record } of sets) args.push(field, record);
         for (const field of deletes) args.push(field);
@@ -692,6 +708,35 @@ export class RedisStore implements CacheStore {
   async has(name: string): Promise<boolean> {
     const location = this.locate(name);
     return this.#run('has', location, async (client) => (await client.exists(this.#keys.gen(name))) === 1);
+  }
+
+  /**
+   * What is saved under `name`, in one MULTI and without reading a record: entries (HLEN),
+   * bytes (the server's MEMORY USAGE estimate of the data), save time, codec and the
+   * recorded dependency links; `undefined` when nothing is saved.
+   *
+   * @throws {CorruptFileError} the generation's metadata is missing or damaged
+   * @example
+   * await store.describe('stats'); // { name: 'stats', entries: 2, dependsOn: ['users'], … }
+   */
+  async describe(name: string): Promise<StoredInfo | undefined> {
+    const location = this.locate(name);
+    return this.#run('describe', location, async (client) => {
+      const live = await this.#readLive(client, name, (chain, keys) => chain.hmget(keys.meta, 'savedAt', 'codec', 'dependsOn').hlen(keys.data).call('MEMORY', 'USAGE', keys.data));
+      if (live === undefined) return undefined;
+      const [[savedAtText, codec, links], entries, usage] = live.values as [(string | null)[], number, number | null];
+      const savedAt = Number(savedAtText ?? Number.NaN);
+      let dependsOn: unknown = [];
+      try {
+        if (typeof links === 'string') dependsOn = JSON.parse(links);
+      } catch {
+        dependsOn = undefined;
+      }
+      if (!Number.isFinite(savedAt) || typeof codec !== 'string' || !Array.isArray(dependsOn) || !dependsOn.every((link) => typeof link === 'string')) {
+        throw new CorruptFileError(live.keys.meta, 'the generation has no valid metadata (damaged, or evicted: see docs/redis.md on maxmemory-policy)', { cacheName: name });
+      }
+      return { name, entries, bytes: usage ?? 0, savedAt, codec, dependsOn: dependsOn as string[], location, logBytes: 0 };
+    });
   }
 
   /**

@@ -63,6 +63,38 @@ export interface StoredSnapshot {
   readonly codec: string;
 }
 
+/**
+ * What a store knows of a cache's persisted copy without decoding its values, as
+ * {@link CacheStore.describe} reports it (for `cachegraph ls`, `graph` and the admin service).
+ */
+export interface StoredInfo {
+  /** The cache's name. */
+  readonly name: string;
+  /**
+   * Entries in the copy, or `undefined` when the store cannot tell without reading every
+   * record (a FileStore cache with appended batches: a batch may overwrite or delete keys).
+   */
+  readonly entries: number | undefined;
+  /** Its size in bytes (for RedisStore, the server's memory estimate of the data). */
+  readonly bytes: number;
+  /** When it was last written (the saving manager's clock). */
+  readonly savedAt: number;
+  /** The name of the codec it was (last) written with. */
+  readonly codec: string;
+  /**
+   * The caches it directly depends on, as recorded by the last save that carried
+   * `StoreContext.dependsOn`; `[]` when none were recorded.
+   */
+  readonly dependsOn: readonly string[];
+  /** Where it lives: a directory or a key prefix. */
+  readonly location: string;
+  /**
+   * Bytes appended since the last full snapshot (FileStore: the log segments), which a
+   * compaction would fold in; `0` for stores that keep no log.
+   */
+  readonly logBytes: number;
+}
+
 /** What a successful {@link CacheStore.save} reports. */
 export interface SaveResult {
   /** Entries written. */
@@ -202,4 +234,10 @@ export interface CacheStore {
   locate(name: string): string;
   /** Releases resources (handles, connections). Idempotent. */
   close(): Promise<void>;
+  /**
+   * Optional: what is known of `name`'s persisted copy (size, save time, codec, recorded
+   * dependency links) without decoding its values; `undefined` when nothing is saved.
+   * Used by the `cachegraph` CLI and admin service to list and draw caches offline.
+   */
+  describe?(name: string): Promise<StoredInfo | undefined>;
 }

@@ -552,6 +552,54 @@ export function describeStoreConformance(label: string, factory: () => Promise<S
       });
     });
 
+    describe('#describe() (stores that have it)', function () {
+      function describeOf(test: Mocha.Context): NonNullable<CacheStore['describe']> {
+        if (store.describe === undefined) test.skip();
+        return (name) => (store.describe as NonNullable<CacheStore['describe']>).call(store, name);
+      }
+      const linked = (ctx: StoreContext, dependsOn: readonly string[]): StoreContext => ({ ...ctx, dependsOn });
+
+      it('resolves undefined for a name that was never saved, or was deleted', async function () {
+        const describe = describeOf(this);
+        expect(await describe('never')).to.equal(undefined);
+        await store.save('gone', [['k', 1, 0]], v8);
+        await store.delete('gone');
+        expect(await describe('gone')).to.equal(undefined);
+      });
+
+      it('reports entries, size, save time, codec and location of a saved copy', async function () {
+        const describe = describeOf(this);
+        await store.save('described', [['a', 1, 0], ['b', 2, 0]], json);
+        const info = await describe('described');
+        expect(info).to.include({ name: 'described', entries: 2, savedAt: FIXED_NOW, codec: 'json', location: store.locate('described') });
+        expect(info?.bytes).to.be.greaterThan(0);
+        expect(info?.dependsOn).to.deep.equal([]);
+      });
+
+      it('records the dependency links a save carries, and keeps them when a later write carries none', async function () {
+        const describe = describeOf(this);
+        await store.save('derived', [['k', 1, 0]], linked(v8, ['users', 'prices']));
+        expect((await describe('derived'))?.dependsOn).to.deep.equal(['users', 'prices']);
+        await store.save('derived', [['k', 2, 0]], v8);
+        expect((await describe('derived'))?.dependsOn).to.deep.equal(['users', 'prices']);
+        await store.save('derived', [['k', 3, 0]], linked(v8, []));
+        expect((await describe('derived'))?.dependsOn).to.deep.equal([]);
+      });
+
+      it('records links carried by a batch of changes (stores that have saveChanges)', async function () {
+        const describe = describeOf(this);
+        const saveChanges = saveChangesOf(this);
+        await saveChanges('batched', batch([['k', 1, 0]]), linked(v8, ['users']));
+        expect((await describe('batched'))?.dependsOn).to.deep.equal(['users']);
+        await saveChanges('batched', batch([['k', 2, 0]]), linked(v8, ['users', 'orders']));
+        await saveChanges('batched', batch([['j', 3, 0]]), v8);
+        const info = await describe('batched');
+        expect(info?.dependsOn).to.deep.equal(['users', 'orders']);
+        expect(info?.entries === undefined || info.entries === 2).to.equal(true);
+        expect((await store.load('batched', v8))?.entries).to.have.length(2);
+      });
+    });
+
     describe('#close()', function () {
       it('is idempotent', async function () {
         await store.close();

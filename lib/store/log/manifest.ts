@@ -21,7 +21,10 @@
  *                                         file `<n>.snapshot`, its exact size and the crc
  *                                         in its frame trailer
  *                 "segments": [n, ...],   files `<n>.log`, replayed in this order
- *                 "savedAt": number, "node": string, "v8": string }
+ *                 "savedAt": number, "node": string, "v8": string,
+ *                 "dependsOn"?: [string, ...] }  (minor 1) the caches this one directly
+ *                                         depends on, as the last save carried them, so
+ *                                         tools can draw and cascade the graph offline
  * 16+L    4     crc32 of bytes 0 .. 16+L-1
  * ```
  *
@@ -44,7 +47,8 @@ export const MANIFEST_FILE = 'MANIFEST';
 export const MANIFEST_MAGIC: Readonly<Uint8Array> = Uint8Array.of(0x43, 0x47, 0x4d, 0x41, 0x4e, 0x49, 0x0d, 0x0a);
 /** Manifest format major version. */
 export const MANIFEST_VERSION = 1;
-const MANIFEST_MINOR_VERSION = 0;
+/** Minor 1 added `dependsOn` (readers of minor 0 ignore it). */
+const MANIFEST_MINOR_VERSION = 1;
 const PREFIX_SIZE = 16;
 const MAX_BODY_BYTES = 1 << 20;
 /** Largest file number (segment numbers are u32 in batch headers). */
@@ -74,6 +78,8 @@ export interface Manifest {
   readonly segments: readonly number[];
   /** When the manifest was written (ms since the epoch). */
   readonly savedAt: number;
+  /** The caches this one directly depends on, when a save recorded them. */
+  readonly dependsOn?: readonly string[];
 }
 
 /** File name of snapshot number `n`. */
@@ -108,6 +114,7 @@ export function encodeManifest(manifest: Manifest): Buffer {
       savedAt: manifest.savedAt,
       node: process.version,
       v8: process.versions.v8,
+      ...(manifest.dependsOn === undefined ? {} : { dependsOn: manifest.dependsOn }),
     }),
     'utf8',
   );
@@ -169,7 +176,7 @@ export function decodeManifest(bytes: Uint8Array, file: string, cacheName: strin
     throw corrupt('body is not valid JSON', PREFIX_SIZE);
   }
   const body = (typeof parsed === 'object' && parsed !== null ? parsed : {}) as Record<string, unknown>;
-  const { cache, generation, next, snapshot, segments, savedAt } = body;
+  const { cache, generation, next, snapshot, segments, savedAt, dependsOn } = body;
   const invalid = (what: string): CorruptFileError => corrupt(`invalid ${what}`, PREFIX_SIZE);
   if (typeof cache !== 'string') throw invalid('cache name');
   if (cacheName !== undefined && cache !== cacheName) {
@@ -193,7 +200,9 @@ export function decodeManifest(bytes: Uint8Array, file: string, cacheName: strin
     if (!isFileNumber(n) || n >= next || seen.has(n)) throw invalid('segment list');
     seen.add(n);
   }
-  return { cache, generation, next, snapshot: base, segments: segments as number[], savedAt };
+  if (dependsOn !== undefined && (!Array.isArray(dependsOn) || !dependsOn.every((link) => typeof link === 'string'))) throw invalid('dependency list');
+  const manifest: Manifest = { cache, generation, next, snapshot: base, segments: segments as number[], savedAt };
+  return dependsOn === undefined ? manifest : { ...manifest, dependsOn: dependsOn as string[] };
 }
 
 /**

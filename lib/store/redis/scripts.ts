@@ -68,6 +68,7 @@ end`;
  * ARGV: 1 expected live generation ('' = none: the batch creates generation ARGV[2]),
  * 2 the generation of KEYS, 3 expected order counter, 4 savedAt, 5 codec, 6 node, 7 v8,
  * 8 now for the purge of expired entries ('' = no purge), 9 sets, 10 deletes, 11 expiring,
+ * 12 the cache's dependency links as JSON ('' = keep those recorded),
  * then sets × (field, record), deletes × field, expiring × (expiresAt, field).
  * Returns 'OK' or 'STALE'.
  *
@@ -85,7 +86,7 @@ elseif (redis.call('HGET', KEYS[2], 'seq') or '') ~= ARGV[3] then
   return 'STALE'
 end
 local sets, deletes, expiring = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
-local first = 12
+local first = 13
 local setsEnd = first + 2 * sets - 1
 local deletesEnd = setsEnd + deletes
 if sets > 0 then slices('HSET', KEYS[3], first, setsEnd) end
@@ -102,6 +103,7 @@ if redis.call('EXISTS', KEYS[4]) == 1 then
 end
 if expiring > 0 then slices('ZADD', KEYS[4], deletesEnd + 1, deletesEnd + 2 * expiring) end
 redis.call('HSET', KEYS[2], 'seq', string.format('%d', tonumber(ARGV[3]) + sets), 'savedAt', ARGV[4], 'codec', ARGV[5], 'node', ARGV[6], 'v8', ARGV[7])
+if ARGV[12] ~= '' then redis.call('HSET', KEYS[2], 'dependsOn', ARGV[12]) end
 if ARGV[8] ~= '' then purge(KEYS[3], KEYS[4], ARGV[8], ${SLICE}) end
 return 'OK'`,
 );
