@@ -161,9 +161,9 @@ async function metricsText(source: AdminSource): Promise<string> {
     .family('cachegraph_cache_entries', 'gauge', 'Entries in memory (or in the saved copy when serving a store).', per((r) => r.entries))
     .family('cachegraph_cache_dirty_entries', 'gauge', 'Distinct keys changed since the last save.', per((r) => r.dirtyKeys))
     .family('cachegraph_cache_pending_changes', 'gauge', 'Changes not saved yet (the AutoSync dirty count).', per((r) => r.pendingChanges))
-    .family('cachegraph_cache_hits_total', 'counter', 'Reads answered by the cache (memoized hits when the cache does not count its reads).', per((r) => r.hits))
-    .family('cachegraph_cache_misses_total', 'counter', 'Reads the cache could not answer (memoized misses when the cache does not count its reads).', per((r) => r.misses))
-    .family('cachegraph_cache_sets_total', 'counter', 'Writes to the cache (when it counts them).', per((r) => r.sets))
+    .family('cachegraph_cache_hits_total', 'counter', 'Reads answered by the cache (for a cache of memoized results: calls answered by a stored result).', per((r) => r.hits))
+    .family('cachegraph_cache_misses_total', 'counter', 'Reads the cache could not answer (for a cache of memoized results: calls computed).', per((r) => r.misses))
+    .family('cachegraph_cache_sets_total', 'counter', 'set() calls on the cache.', per((r) => r.sets))
     .family('cachegraph_cache_evictions_total', 'counter', 'Entries evicted by the LRU bound.', per((r) => r.evictions))
     .family('cachegraph_sync_total', 'counter', 'Saves that finished, by result.', [
       ...per((r) => r.saves).map(([labels, value]): [Record<string, string>, number] => [{ ...labels, result: 'ok' }, value]),

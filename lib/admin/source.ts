@@ -35,7 +35,7 @@ export interface CacheRow {
   readonly pendingChanges: number;
   /** Distinct keys changed since the last save. */
   readonly dirtyKeys: number;
-  /** Reads answered (the cache's own counter when it has one, else memoized hits). */
+  /** Reads answered: memoized calls answered by a stored result for a cache of memoized results, else the cache's own count of `get`/`fetch` hits. */
   readonly hits: number | undefined;
   /** Reads not answered (likewise). */
   readonly misses: number | undefined;
@@ -141,8 +141,11 @@ export function managerSource(manager: CacheManager): AdminSource {
       return manager.cacheNames().map((name): CacheRow => {
         const stats = manager.getCache(name).stats();
         const events = metrics.counters(name);
-        const hits = counter(stats, 'hits');
-        const misses = counter(stats, 'misses');
+        // A cache of memoized results is read by the memoizer itself (a lookup, then a fetch on a
+        // miss): for it, the calls answered and computed are the rate that means something.
+        const memo = events.memoHits + events.memoMisses > 0;
+        const hits = memo ? events.memoHits : counter(stats, 'hits');
+        const misses = memo ? events.memoMisses : counter(stats, 'misses');
         return {
           name,
           registered: true,
