@@ -10,6 +10,7 @@ import path from 'node:path';
 import { LockedError, StoreIOError } from '../errors.js';
 import type { TimerProvider } from '../sync/clock.js';
 import { DirectoryLock } from './lock.js';
+import { io } from './log/fsio.js';
 import type { KeyLock, KeyLockResult, LockKeyOptions } from './types.js';
 
 /** The folder of a file store holding one lock folder per key being computed. */
@@ -43,10 +44,16 @@ export async function lockKeyInDirectory(
   options: LockKeyOptions,
   timers: TimerProvider,
 ): Promise<KeyLockResult> {
-  const dir = path.join(root, FLIGHTS_DIR, hash('sha256', `${name}\0${key}`, 'hex').slice(0, 40));
+  const flights = path.join(root, FLIGHTS_DIR);
+  const dir = path.join(flights, hash('sha256', `${name}\0${key}`, 'hex').slice(0, 40));
+  await io('mkdir', flights, () => fs.mkdir(flights, { recursive: true, mode: 0o700 }));
   let waited = false;
   for (let attempt = 0; ; attempt++) {
     options.signal?.throwIfAborted();
+    // mkdir (here and in DirectoryLock.acquire) goes through a symbolic link planted at either
+    // folder: refuse one rather than write lock files wherever it points.
+    await refuseLink(flights);
+    await refuseLink(dir);
     try {
       // First without waiting, to learn whether someone else had it.
       const lock = await DirectoryLock.acquire(dir, { timeoutMs: waited ? options.waitMs : 0, pollMs: FILE_POLL_MS, timers, durable: false });
@@ -64,6 +71,14 @@ export async function lockKeyInDirectory(
       throw error;
     }
   }
+}
+
+/** Throws StoreIOError (ELOOP) when `folder` is anything but a real directory or absent. */
+async function refuseLink(folder: string): Promise<void> {
+  const stat = await fs.lstat(folder).catch(() => undefined);
+  if (stat === undefined || stat.isDirectory()) return;
+  const what = stat.isSymbolicLink() ? 'a symbolic link' : 'not a directory';
+  throw new StoreIOError('lock', folder, Object.assign(new Error(`${what} where the key lock folder belongs; not followed`), { code: 'ELOOP' }));
 }
 
 /** Removes `file` if its last change is more than `ageMs` ago; whether it did. */

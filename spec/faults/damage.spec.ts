@@ -309,6 +309,8 @@ describe('Faults: damaged files', function () {
 
   describe('bit flips', function () {
     const FLIPS_PER_FILE = Number(process.env['CACHEGRAPH_FLIPS'] ?? 1000);
+    // The soak raises the count (CACHEGRAPH_FLIPS): about 10 ms per flip at most.
+    this.timeout(Math.max(60_000, FLIPS_PER_FILE * 30));
     const tally: Record<string, { detected: number; cutBack: number; cutBackMore: number }> = {};
 
     after(function () {

@@ -13,6 +13,7 @@ import sinon from 'sinon';
 import {
   CacheManager,
   FileStore,
+  SaveFailedError,
   StoreIOError,
   systemClock,
   v8Codec,
@@ -263,6 +264,25 @@ describe('Faults: a failing disk', function () {
       await b.close();
       open.splice(open.indexOf(b), 1);
       expect(clock.countTimers(), 'no timer left after close()').to.equal(0);
+    });
+  });
+
+  describe('ENOSPC during close()', function () {
+    it('close() rejects with SaveFailedError naming the cache, caused by the ENOSPC StoreIOError; no temp file remains and the last good state loads', async function () {
+      const b = await make({ saves: 2 });
+      const before = await b.persisted();
+      const disk = await FullDisk.install(b.dir);
+      b.apply(3);
+      b.mark('unsaved at close');
+      disk.budget = 40;
+      const failure = await rejection(b.manager.close());
+      disk.budget = Number.POSITIVE_INFINITY;
+      expect(failure).to.be.instanceOf(SaveFailedError);
+      expect((failure as SaveFailedError).cacheNames).to.deep.equal([CACHE_NAME]);
+      expect(failure.cause).to.be.instanceOf(StoreIOError).with.property('syscallCode', 'ENOSPC');
+      expect(b.manager.closed).to.equal(true);
+      expect(await tempFiles(b.dir)).to.deep.equal([]);
+      expect(await b.persisted()).to.deep.equal(before);
     });
   });
 

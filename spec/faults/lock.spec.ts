@@ -53,7 +53,8 @@ async function race(dir: string, round: number, fresh: boolean): Promise<{ racer
 }
 
 describe('Faults: two processes and one directory', function () {
-  this.timeout(60_000);
+  // The soak raises the count of races (CACHEGRAPH_LOCK_RACES).
+  this.timeout(Math.max(60_000, RACES * 8_000));
   let root: string;
 
   beforeEach(async function () {

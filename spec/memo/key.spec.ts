@@ -2,6 +2,7 @@ import { seededRandom } from '../random.js';
 import { expect } from 'chai';
 import fc from 'fast-check';
 import { argsKey, encodeArgs, hashArgs, MAX_PLAIN_ARGS_KEY, memoKey, memoKeyPrefix, MemoKeyError } from '../../lib/memo/key.js';
+import { runs, SOAK } from '../fixtures/soak.js';
 
 /** The encoding of a call with these arguments. */
 function key(...args: unknown[]): string {
@@ -533,14 +534,15 @@ describe('memo keys (lib/memo/key.ts)', () => {
     });
   });
 
+  // Run counts are twenty times larger under `npm run test:soak`.
   describe('properties', function () {
-    this.timeout(20_000);
+    this.timeout(SOAK ? 600_000 : 20_000);
     it('injectivity: structurally different argument lists get different encodings (2 500 random pairs)', () => {
       fc.assert(
         fc.property(argsArb, argsArb, (a, b) => {
           expect(encodeArgs(a) === encodeArgs(b)).to.equal(structurallyEqual(a, b));
         }),
-        { numRuns: 2_500 },
+        { numRuns: runs(2_500, 20 * 2_500) },
       );
     });
 
@@ -554,7 +556,7 @@ describe('memo keys (lib/memo/key.ts)', () => {
           else different++;
           expect(encodeArgs(a) === encodeArgs(b), `${encodeArgs(a)} vs ${encodeArgs(b)}`).to.equal(same);
         }),
-        { numRuns: 3_000 },
+        { numRuns: runs(3_000, 20 * 3_000) },
       );
       // Both directions must actually have been exercised.
       expect(equal, 'equal pairs').to.be.greaterThan(100);
@@ -571,7 +573,7 @@ describe('memo keys (lib/memo/key.ts)', () => {
           const [x, y] = [encodeArgs(a), encodeArgs(b as unknown[])];
           expect(x === y, `${x} vs ${y}`).to.equal(same);
         }),
-        { numRuns: 3_000 },
+        { numRuns: runs(3_000, 20 * 3_000) },
       );
       expect(equal, 'equal pairs').to.be.greaterThan(30);
     });
@@ -584,7 +586,7 @@ describe('memo keys (lib/memo/key.ts)', () => {
           expect(encodeArgs(copy)).to.equal(encodeArgs(args));
           expect(hashArgs(copy)).to.equal(hashArgs(args));
         }),
-        { numRuns: 2_500 },
+        { numRuns: runs(2_500, 20 * 2_500) },
       );
     });
 
@@ -595,7 +597,7 @@ describe('memo keys (lib/memo/key.ts)', () => {
           expect(text.isWellFormed()).to.equal(true);
           expect(readEncoding(text)).to.equal(text.length);
         }),
-        { numRuns: 2_500 },
+        { numRuns: runs(2_500, 20 * 2_500) },
       );
     });
 
@@ -604,7 +606,7 @@ describe('memo keys (lib/memo/key.ts)', () => {
         fc.property(fc.array(fc.jsonValue(), { maxLength: 3 }), fc.integer(), (args, seed) => {
           expect(encodeArgs(shuffledCopy(args, seededRandom(seed)) as unknown[])).to.equal(encodeArgs(args));
         }),
-        { numRuns: 2_000 },
+        { numRuns: runs(2_000, 20 * 2_000) },
       );
     });
   });

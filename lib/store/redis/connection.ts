@@ -101,6 +101,16 @@ function messageOf(error: unknown): string {
 }
 
 /**
+ * `error` fit to be kept as a `cause`: ioredis reply errors carry the command that failed
+ * with its arguments (`AUTH <password>`, a script's values), which `util.inspect` would
+ * print. Those become a plain Error with the same name and message, and nothing else.
+ */
+function safeCause(error: unknown): unknown {
+  if (!(error instanceof Error) || !('command' in error)) return error;
+  return Object.assign(new Error(error.message), { name: error.name });
+}
+
+/**
  * Resolves when `client` is ready; rejects (with the client's last error, if any) when it
  * ends first or `timeoutMs` passes. `start` begins the connection, if it must be begun.
  */
@@ -171,7 +181,7 @@ export async function connectOwnClient(settings: ConnectSettings, role: string):
     }
   }
   const tries = settings.attempts === 1 ? '1 attempt' : `${settings.attempts} attempts`;
-  throw new StoreUnavailableError(settings.endpoint, role, `not reachable after ${tries}: ${messageOf(lastError)}`, { cause: lastError });
+  throw new StoreUnavailableError(settings.endpoint, role, `not reachable after ${tries}: ${messageOf(lastError)}`, { cause: safeCause(lastError) });
 }
 
 /**
@@ -187,7 +197,7 @@ export async function connectGivenClient(client: RedisClient, timeoutMs: number,
   try {
     await waitReady(client, timeoutMs, start);
   } catch (error) {
-    throw new StoreUnavailableError(describeClient(client), role, messageOf(error), { cause: error });
+    throw new StoreUnavailableError(describeClient(client), role, messageOf(error), { cause: safeCause(error) });
   }
 }
 
@@ -203,9 +213,9 @@ export async function connectGivenClient(client: RedisClient, timeoutMs: number,
 export function storeError(error: unknown, op: string, location: string, endpoint: string): Error {
   if (error instanceof CacheGraphError) return error;
   if (error instanceof Error && error.name === 'ReplyError' && !UNAVAILABLE_REPLY.test(error.message)) {
-    return new StoreIOError(op, location, error);
+    return new StoreIOError(op, location, safeCause(error));
   }
-  return new StoreUnavailableError(endpoint, op, messageOf(error), { cause: error });
+  return new StoreUnavailableError(endpoint, op, messageOf(error), { cause: safeCause(error) });
 }
 
 /**
