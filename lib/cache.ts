@@ -315,7 +315,7 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
         if (this.#detached || !this.#storeMayHold(key)) return false;
         // A read-through of the key in flight may carry the older value: it must not land.
         this.#pending.delete(key);
-        if (entry === undefined || (entry[2] !== 0 && entry[2] <= this.#clock.now())) {
+        if (entry === undefined || !this.#live(entry[2])) {
           if (!this.#values.delete(key)) return false;
           if (this.#expiry.size !== 0) this.#expiry.delete(key);
           return true;
@@ -621,19 +621,16 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
         const buffered =
           this.#evictedDirty.get(key) ?? (this.#cleared || this.#dirtyKeys.has(key) ? undefined : this.#evictedBeingSaved(key));
         if (buffered !== undefined) {
-          if (buffered[2] === 0 || buffered[2] > this.#clock.now()) {
+          if (this.#live(buffered[2])) {
             // Unsaved or being saved: back into memory. Its key stays dirty where it was (in
             // #dirtyKeys, or in the running save's ticket, which restores it if it fails).
             this.#evictedDirty.delete(key);
             this.#insert(key, buffered[1] as V, buffered[2]);
             return buffered[1] as V;
           }
-        } else if (this.#readEntry !== undefined && this.#bounded && this.#storeMayHold(key)) {
-          const entry = await this.#readEntry(key);
-          if (entry !== undefined && (entry[2] === 0 || entry[2] > this.#clock.now())) {
-            if (mine() && this.#storeMayHold(key)) this.#insert(key, entry[1] as V, entry[2]);
-            return entry[1] as V;
-          }
+        } else if (this.#bounded && this.#storeMayHold(key)) {
+          const entry = await this.#readStored(key, mine);
+          if (entry !== undefined) return entry[1] as V;
         }
         if (build === undefined) return undefined;
         const locking = this.#lockEntry?.(key);
@@ -664,12 +661,9 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
     mine: () => boolean,
   ): Promise<V> {
     try {
-      if (waited && this.#readEntry !== undefined && this.#storeMayHold(key)) {
-        const entry = await this.#readEntry(key);
-        if (entry !== undefined && (entry[2] === 0 || entry[2] > this.#clock.now())) {
-          if (mine() && this.#storeMayHold(key)) this.#insert(key, entry[1] as V, entry[2]);
-          return entry[1] as V;
-        }
+      if (waited && this.#storeMayHold(key)) {
+        const entry = await this.#readStored(key, mine);
+        if (entry !== undefined) return entry[1] as V;
       }
       const value = await build(key);
       if (mine()) {
@@ -681,6 +675,23 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
     } finally {
       await lock?.release();
     }
+  }
+
+  /**
+   * `key`'s live entry in the store (`undefined` when the cache has no store, or the store no
+   * live entry), put into memory as a saved entry if the flight still owns the key and no
+   * change to it was made meanwhile.
+   */
+  async #readStored(key: K, mine: () => boolean): Promise<StoredEntry | undefined> {
+    const entry = await this.#readEntry?.(key);
+    if (entry === undefined || !this.#live(entry[2])) return undefined;
+    if (mine() && this.#storeMayHold(key)) this.#insert(key, entry[1] as V, entry[2]);
+    return entry;
+  }
+
+  /** Whether an entry with this absolute expiry time (`0`: none) is still alive. */
+  #live(expiresAt: number): boolean {
+    return expiresAt === 0 || expiresAt > this.#clock.now();
   }
 
   /** The entry of `key` if a running save carries it as evicted (it is nowhere else in memory). */

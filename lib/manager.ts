@@ -48,6 +48,7 @@ import {
   resolveMemoizeOptions,
   validateCacheName,
   type CacheManagerOptions,
+  DEFAULT_FLIGHT_LOCK,
   type CacheOptions,
   type FlightLock,
   type MemoizeOptions,
@@ -129,9 +130,6 @@ export interface ManagerStats {
   /** The bus to other processes, when the store has one and `bus` is not false. */
   readonly bus: BusStats | undefined;
 }
-
-/** `getOrBuild`'s cross-process lock where it is on by default: wait 60 s, hold at most 10 min. */
-const DEFAULT_FLIGHT_LOCK: FlightLock = Object.freeze({ waitMs: 60_000, ttlMs: 600_000 });
 
 /** How long write-behind saves pause after one failed. */
 const WRITE_BEHIND_BACKOFF_MS = 5_000;
@@ -323,9 +321,7 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
                 : undefined,
             onEvictDirty: () => this.#writeBehind(reg as Registration),
             lockEntry: this.#flightLock(name, usesStoreCodec, resolved.lock),
-            persist: async () => {
-              if (!this.closed) await this.#track(this.#save(reg as Registration, 'flight'));
-            },
+            persist: () => this.#saveFlight(reg as Registration),
             onRead: (key, value) => this.#memo.recordRead(name, key, value, cache.expiresAt(key) ?? 0),
           });
           const reg: Registration<K, V> = {
@@ -791,7 +787,7 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
       lockKey: (name, key, options) => (usesStore(name) === undefined ? undefined : this.#store.lockKey?.(name, key, options)),
       persist: async (name) => {
         const reg = this.#caches.get(name);
-        if (reg !== undefined && !this.closed) await this.#track(this.#save(reg, 'flight'));
+        if (reg !== undefined) await this.#saveFlight(reg);
       },
       storedEntries: async (name) => {
         const reg = usesStore(name);
@@ -800,6 +796,11 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
       },
       epoch: () => this.#epoch,
     };
+  }
+
+  /** Saves a value other processes wait for (under a key lock) at once, unless closing. */
+  async #saveFlight(reg: Registration): Promise<void> {
+    if (!this.closed) await this.#track(this.#save(reg, 'flight'));
   }
 
   /**
@@ -1211,6 +1212,14 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
     return persistent && hooks.loader === undefined && hooks.saver === undefined ? reg : undefined;
   }
 
+  /**
+   * Whether `name` is, or may be once its registration finishes, a store-backed cache: a
+   * reaction to a message is then queued behind the registration, which decides.
+   */
+  #mayBeStoreBacked(name: string): boolean {
+    return this.#storeBacked(name) !== undefined || this.#registering.has(name);
+  }
+
   /** What another process announced. */
   #receive(message: BusMessage): void {
     if (this.#closing !== undefined) return;
@@ -1233,7 +1242,7 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
         return;
       case 'deleted':
         for (const name of message.names) {
-          if (this.#storeBacked(name) === undefined && !this.#registering.has(name)) continue;
+          if (!this.#mayBeStoreBacked(name)) continue;
           this.#track(
             this.#withLock(name, async () => {
               const reg = this.#storeBacked(name);
@@ -1250,7 +1259,7 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
 
   /** Another process saved these keys of `name`: read them and apply those this process did not change. */
   #refreshKeys(name: string, keys: readonly AnnouncedKey[]): void {
-    if (this.#storeBacked(name) === undefined && !this.#registering.has(name)) return;
+    if (!this.#mayBeStoreBacked(name)) return;
     const loadEntry = this.#store.loadEntry!.bind(this.#store);
     this.#track(
       this.#withLock(name, async () => {

@@ -319,10 +319,16 @@ export interface FlightLock {
   readonly ttlMs: number;
 }
 
-/** Resolves a `lock` option (`{}` takes the defaults: wait 60 s, hold at most 10 min). */
+/** The `lock` of memoize and of caches where it is on by default: wait 60 s, hold at most 10 min. */
+export const DEFAULT_FLIGHT_LOCK: FlightLock = Object.freeze({ waitMs: 60_000, ttlMs: 600_000 });
+
+/** Resolves a `lock` option (`{}` takes {@link DEFAULT_FLIGHT_LOCK}). */
 function resolveLock(lock: false | { readonly wait?: Duration | undefined; readonly ttl?: Duration | undefined }): FlightLock | false {
   if (lock === false) return false;
-  return Object.freeze({ waitMs: parseDuration(lock.wait ?? '60s') ?? 60_000, ttlMs: parseDuration(lock.ttl ?? '10m') ?? 600_000 });
+  return Object.freeze({
+    waitMs: (lock.wait === undefined ? undefined : parseDuration(lock.wait)) ?? DEFAULT_FLIGHT_LOCK.waitMs,
+    ttlMs: (lock.ttl === undefined ? undefined : parseDuration(lock.ttl)) ?? DEFAULT_FLIGHT_LOCK.ttlMs,
+  });
 }
 
 /**
