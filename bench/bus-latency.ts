@@ -16,7 +16,7 @@
 // BENCH_ROUNDS (default 500) operations per kind.
 import os from 'node:os';
 import { Redis } from 'ioredis';
-import { CacheManager, RedisStore } from '../lib/index.js';
+import { CacheManager, RedisStore } from './built.js';
 import { startBusChild, type BusChild } from '../spec/fixtures/bus-control.js';
 import { startRedisServer } from '../spec/fixtures/redis-server.js';
 import { machine } from './harness.js';

@@ -18,9 +18,7 @@
 import os from 'node:os';
 import v8 from 'node:v8';
 import { Redis } from 'ioredis';
-import { v8Codec } from '../lib/codec/index.js';
-import { RedisStore } from '../lib/store/redis.js';
-import type { StoredEntry } from '../lib/store/types.js';
+import { RedisStore, v8Codec, type StoredEntry } from './built.js';
 import { startRedisServer } from '../spec/fixtures/redis-server.js';
 import { machine } from './harness.js';
 

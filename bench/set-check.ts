@@ -13,7 +13,7 @@
  */
 
 import v8 from 'node:v8';
-import { checkJson, checkV8 } from '../lib/codec/index.js';
+import { checkJson, checkV8 } from './built.js';
 
 const RUNS = 9;
 const BATCH_TARGET_NS = 20_000_000;

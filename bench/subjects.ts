@@ -7,7 +7,7 @@ import { createCache } from 'cache-manager';
 import { LRUCache } from 'lru-cache';
 import NodeCache from 'node-cache';
 import QuickLRU from 'quick-lru';
-import { CacheManager, MemoryStore, type Cache } from '../lib/index.js';
+import { CacheManager, MemoryStore, type Cache } from './built.js';
 import type { Dataset } from './data.js';
 
 /**

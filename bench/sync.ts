@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import v8 from 'node:v8';
-import { CacheManager, FileStore, systemClock, v8Codec, type StoredEntry } from '../lib/index.js';
+import { CacheManager, FileStore, systemClock, v8Codec, type StoredEntry } from './built.js';
 import { count, markdownTable, type BenchContext, type Group } from './report.js';
 
 const BIG_RUNS = 3;

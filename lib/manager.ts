@@ -97,6 +97,11 @@ interface Registration<K = unknown, V = unknown> {
   writeBehindAfter: number;
   /** A reload for another process's save is queued and has not started. */
   refreshQueued: boolean;
+  /**
+   * Not persistent and no builder: an invalidation only empties it (see #invalidatesInPlace).
+   * Kept here so a cascade over thousands of caches need not read their options.
+   */
+  readonly emptiedInPlace: boolean;
 }
 
 interface SaveHistory {
@@ -334,6 +339,7 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
             writeBehindQueued: false,
             writeBehindAfter: 0,
             refreshQueued: false,
+            emptiedInPlace: !resolved.persistent && resolved.hooks.builder === undefined,
           };
           let source: ContentsSource;
           if (resolved.contents !== undefined) {
@@ -1021,24 +1027,39 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
     sourceOf: (name: string) => string,
     plan: InvalidationPlan,
   ): Promise<void> {
-    // Empty every affected cache first: from here on nobody reads stale derived data.
+    // Empty every affected cache first: from here on nobody reads stale derived data. A cache
+    // with nothing to wait for (see #invalidatesInPlace) is done with here, in the same pass:
+    // a cascade over thousands of caches touches each of them once, not three times.
     // The store copies are about to be deleted: read-through must not bring them back meanwhile.
-    for (const n of names) this.#caches.get(n)?.internals.reset(false);
+    const inPlace: boolean[] = new Array<boolean>(names.length);
+    const stored: string[] = [];
+    for (let i = 0; i < names.length; i++) {
+      const n = names[i] as string;
+      const reg = this.#caches.get(n);
+      const simple = reg !== undefined && this.#invalidatesInPlace(reg);
+      inPlace[i] = simple;
+      if (reg === undefined) {
+        if (!this.#locks.has(n)) stored.push(n);
+        continue;
+      }
+      reg.internals.reset(simple);
+      // Copies the store itself deletes (no deleter hook), of caches with no operation queued.
+      if (!simple && reg.options.persistent && reg.options.hooks.deleter === undefined && !this.#locks.has(n)) stored.push(n);
+    }
     this.#epoch++;
-    const dropped = await this.#dropStoreCopies(names, plan.remote);
+    const dropped = stored.length === 0 ? new Set<string>() : await this.#dropStoreCopies(stored, plan.remote);
     if (plan.remote === undefined) {
       this.#announce(plan.source === undefined ? { v: 1, t: 'invalidated', names } : { v: 1, t: 'invalidated', names, source: plan.source });
     }
+    const announce = this.listenerCount(EVENTS.invalidated) !== 0;
+    const built = this.listenerCount(EVENTS.built) !== 0;
     let failure: unknown;
-    for (const n of names) {
-      const simple = this.#caches.get(n);
-      if (simple !== undefined && failure === undefined && this.#invalidatesInPlace(simple)) {
-        // Nothing to wait for: no store copy, no hooks, no operation queued on it. Done here,
-        // synchronously, it costs a few events instead of a lock, a delete and a build.
-        simple.internals.reset(true);
+    for (let i = 0; i < names.length; i++) {
+      const n = names[i] as string;
+      if (inPlace[i] === true && failure === undefined) {
         // (Payloads only for listeners: a cascade over thousands of caches emits thousands.)
-        if (this.listenerCount(EVENTS.invalidated) !== 0) this.emit(EVENTS.invalidated, { name: n, cause: causeOf(n), source: sourceOf(n) });
-        if (this.listenerCount(EVENTS.built) !== 0) this.emit(EVENTS.built, { name: n, entries: 0, ms: 0 });
+        if (announce) this.emit(EVENTS.invalidated, { name: n, cause: causeOf(n), source: sourceOf(n) });
+        if (built) this.emit(EVENTS.built, { name: n, entries: 0, ms: 0 });
         continue;
       }
       try {
@@ -1062,18 +1083,16 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
 
   /**
    * The store side of a cascade, before any cache is rebuilt: the copies the store itself
-   * deletes (no deleter hook) go in one `invalidateCascade` call, atomic on a RedisStore, so
-   * no other process loads a derived cache whose source is gone. Copies that another process
-   * dropped already (`remote`) are left alone. A cache with an operation running or queued
-   * (a save could write its old contents back afterwards) is left to the cascade's own
-   * step, under its lock. Resolves the names whose store copies are gone.
+   * deletes (no deleter hook), of caches with no operation running or queued (a save could
+   * write their old contents back afterwards: those are left to the cascade's own step,
+   * under their lock), go in one `invalidateCascade` call, atomic on a RedisStore, so no
+   * other process loads a derived cache whose source is gone. Copies that another process
+   * dropped already (`remote`) are left alone. Resolves the names whose store copies are gone.
    */
   async #dropStoreCopies(names: readonly string[], remote: ReadonlySet<string> | undefined): Promise<Set<string>> {
     const done = new Set<string>();
     const bulk: string[] = [];
     for (const n of names) {
-      const reg = this.#caches.get(n);
-      if ((reg !== undefined && (!reg.options.persistent || reg.options.hooks.deleter !== undefined)) || this.#locks.has(n)) continue;
       if (remote?.has(n)) done.add(n);
       else bulk.push(n);
     }
@@ -1090,8 +1109,7 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
 
   /** Whether invalidating `reg` needs no I/O, no hook and no wait: it is only emptied. */
   #invalidatesInPlace(reg: Registration): boolean {
-    const { options } = reg;
-    return !options.persistent && options.hooks.builder === undefined && !this.#locks.has(reg.name);
+    return reg.emptiedInPlace && !this.#locks.has(reg.name);
   }
 
   async #reloadNames(names: readonly string[]): Promise<void> {
