@@ -4,12 +4,14 @@ import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { count, fixed, markdownTable, times, tones, type Group, type Target } from './report.js';
 import type { KeyKind } from './data.js';
-import { cachegraph, cachegraphMemory, cachegraphPersistent, map, UNBOUNDED, type Role, type Subject } from './subjects.js';
+import { cachegraph, cachegraphMemory, map, UNBOUNDED, type Role, type Subject } from './subjects.js';
 import { barChart, type Bar } from './svg.js';
 
-export const cachegraphSaved = cachegraph('cachegraph (persistent, after a save)', { persistent: true, saveBeforeSettle: true });
+export const cachegraphUnsaved = cachegraph('cachegraph (persistent, unsaved: written since empty)', { persistent: true });
+export const cachegraphSaved = cachegraph('cachegraph (persistent, after a save)', { persistent: true, settle: 'save' });
+export const cachegraphRewritten = cachegraph('cachegraph (persistent, half the entries rewritten since a save)', { persistent: true, settle: 'save-and-rewrite-half' });
 /** The implementations measured, in the order they are reported. */
-export const HEAP_SUBJECTS: readonly Subject[] = [...UNBOUNDED.slice(0, 3), cachegraphSaved, ...UNBOUNDED.slice(3)];
+export const HEAP_SUBJECTS: readonly Subject[] = [map, cachegraphMemory, cachegraphUnsaved, cachegraphSaved, cachegraphRewritten, ...UNBOUNDED.filter((s) => s.role === 'peer')];
 
 /** What one child process reports. */
 export interface HeapSample {
@@ -96,8 +98,9 @@ export const heap: Group<HeapData> = {
     });
     const short = new Map([
       [cachegraphMemory, 'persistent: false'],
-      [cachegraphPersistent, 'persistent, unsaved'],
+      [cachegraphUnsaved, 'persistent, unsaved (written since empty)'],
       [cachegraphSaved, 'persistent, saved'],
+      [cachegraphRewritten, 'persistent, half the entries rewritten since a save'],
     ]);
     const targets: Target[] = kinds.flatMap((kind) =>
       [...short].map(([subject, variant]) => {
@@ -108,7 +111,7 @@ export const heap: Group<HeapData> = {
     );
     return {
       markdown: [
-        `Each implementation runs in a process of its own (\`node --expose-gc\`): the ${count(entries)} keys and their values (\`{ id, name }\`) are allocated first, then a full GC and \`process.memoryUsage()\`; then the implementation is created and filled (cachegraph "after a save": and saved once), a full GC, \`memoryUsage()\` again. Bytes per entry = heapUsed difference ÷ ${count(entries)}: what the structure itself costs, keys and values excluded (they exist before and are shared). The gate then reads back a sample of keys. The persistent cachegraph cache, unsaved, also holds the set of changed keys until the next save: every entry has just been written, the worst case between two saves. "external" is memory outside the V8 heap (MemoryStore keeps its saved copy there); it is not counted in the ratio. ${data.results[0]?.samples.length ?? 0} process(es) per row; the median is reported, each one listed.`,
+        `Each implementation runs in a process of its own (\`node --expose-gc\`): the ${count(entries)} keys and their values (\`{ id, name }\`) are allocated first, then a full GC and \`process.memoryUsage()\`; then the implementation is created and filled (cachegraph "after a save": and saved once; "rewritten": saved, then half the entries written again), a full GC, \`memoryUsage()\` again. Bytes per entry = heapUsed difference ÷ ${count(entries)}: what the structure itself costs, keys and values excluded (they exist before and are shared). The gate then reads back a sample of keys. A persistent cachegraph cache remembers which keys changed until its next save. Written since it was empty (a cold start, a rebuild, a \`clear()\`), every entry in memory is unsaved and no key is listed; once it holds saved entries it lists the changed keys in a set, until more than half the entries have changed (then, on a store no other process writes to, it counts every entry as changed and the next save writes them all): "half the entries rewritten since a save" is the most that set holds. "external" is memory outside the V8 heap (MemoryStore keeps its saved copy there); it is not counted in the ratio. ${data.results[0]?.samples.length ?? 0} process(es) per row; the median is reported, each one listed.`,
         '![Heap bytes per entry](bench-heap.svg)',
         markdownTable(['keys', 'implementation', 'heap bytes per entry', 'each process', `÷ ${map.name}`, 'external bytes per entry'], 'llrrrr', rows),
       ].join('\n\n'),

@@ -60,10 +60,13 @@ export async function openCachegraph<K = unknown, V = unknown>(persistent: boole
 /**
  * cachegraph. `persistent: false` is a pure in-memory cache; `persistent: true` also checks
  * every key and value against the codec at `set()` and tracks the changed keys for the next
- * save (change tracking on). `saveBeforeSettle`: a memory measurement is taken after a save,
- * which forgets the changed keys.
+ * save (change tracking on). `settle`, once filled: `'save'` saves it (which forgets the
+ * changed keys: later writes are tracked key by key); `'save-and-rewrite-half'` saves it,
+ * then writes half the entries again: the most changed keys a cache lists one by one
+ * (beyond half, on an unshared store, it counts every entry as changed and lists none).
+ * Unsettled, a cache written since it was empty lists no keys either.
  */
-export function cachegraph(name: string, options: { persistent: boolean; saveBeforeSettle?: boolean }): Subject {
+export function cachegraph(name: string, options: { persistent: boolean; settle?: 'save' | 'save-and-rewrite-half' }): Subject {
   return {
     name,
     role: 'ours',
@@ -73,7 +76,16 @@ export function cachegraph(name: string, options: { persistent: boolean; saveBef
       const { manager, cache } = await openCachegraph(options.persistent, evict ? capacity : undefined);
       return {
         cache,
-        settle: options.saveBeforeSettle === true ? () => manager.save(cache.name) : nothing,
+        async settle() {
+          if (options.settle === undefined) return;
+          await manager.save(cache.name);
+          if (options.settle !== 'save-and-rewrite-half') return;
+          let left = Math.floor(cache.size / 2);
+          for (const [key, value] of cache) {
+            if (left-- === 0) break;
+            cache.set(key, value);
+          }
+        },
         async close() {
           // Emptied first, so close() has a small save to make instead of every entry.
           cache.clear();
@@ -105,7 +117,7 @@ function simple(name: string, role: Role, open: (capacity: number, evict: boolea
 
 export const map = simple('Map', 'floor', () => ({ cache: new Map<unknown, unknown>() }));
 export const cachegraphMemory = cachegraph('cachegraph (persistent: false)', { persistent: false });
-export const cachegraphPersistent = cachegraph('cachegraph (persistent, change tracking)', { persistent: true });
+export const cachegraphPersistent = cachegraph('cachegraph (persistent, change tracking)', { persistent: true, settle: 'save' });
 export const lruCache = simple('lru-cache', 'peer', (capacity) => ({ cache: new LRUCache<{}, {}>({ max: capacity }) as CacheLike }));
 // quick-lru keeps between maxSize and 2 × maxSize entries; one more than the capacity keeps
 // it from ever rotating its two maps when it must hold everything.

@@ -7,7 +7,7 @@
  * @module
  */
 import { ClosedError, InvalidOptionError, UnserializableError } from './errors.js';
-import { EVENTS, type Emit, type SaveReason } from './events.js';
+import { EVENTS, type Emit, type Listening, type SaveReason } from './events.js';
 import type { LoadedContents } from './hooks.js';
 import { resolveEntryTtl, type Duration } from './options.js';
 import type { Codec } from './codec/types.js';
@@ -15,6 +15,14 @@ import type { ChangeBatch, KeyLockResult, StoredEntry } from './store/types.js';
 import type { AutoSyncRule } from './sync/autosync.js';
 import type { Clock } from './sync/clock.js';
 import { LruMap } from './lru.js';
+
+
+/**
+ * The fewest listed changed keys at which a cache on an unshared store counts every entry
+ * as changed instead (when they are also more than half its entries): below it, the set
+ * is small, and the next save writes no entry that did not change.
+ */
+const LIST_ALL_AT = 1024;
 
 /**
  * Options of a single `set()`.
@@ -32,6 +40,8 @@ export interface CacheSettings<K = unknown, V = unknown> {
   readonly name: string;
   readonly clock: Clock;
   readonly emit: Emit;
+  /** Which events have listeners (the manager's, kept up to date). */
+  readonly listening: Listening;
   /** The codec used to check keys and values at `set()`; `undefined` for non-persistent caches. */
   readonly codec: Codec | undefined;
   readonly maxEntries: number;
@@ -42,6 +52,13 @@ export interface CacheSettings<K = unknown, V = unknown> {
   readonly describe: () => PersistenceStats;
   /** Whether the cache is ever saved: only then are changed keys remembered. */
   readonly persistent: boolean;
+  /**
+   * Other processes write to the same store and announce it (a store with a bus): a save
+   * must never write back an entry that was not changed here, so changed keys are always
+   * known exactly. Otherwise an entry may be counted as changed when it was not (it is
+   * written again, with the same value), to keep memory down (see `#allDirty`).
+   */
+  readonly sharedStore?: boolean;
   /**
    * Reads one entry from the store (the read-through tier of {@link Cache.fetch});
    * `undefined` when the cache has no store behind it (not persistent, or a custom saver).
@@ -107,7 +124,11 @@ export interface CacheStats extends PersistenceStats {
   readonly maxEntries: number;
   /** Unsaved changes (the dirty count). */
   readonly pendingChanges: number;
-  /** Distinct keys changed since the last save. */
+  /**
+   * Distinct keys the next save writes: changed since the last save, or counted as changed
+   * (on a store no other process writes to, once more than half the entries changed, every
+   * entry is: the next save writes them all).
+   */
   readonly dirtyKeys: number;
   /** `get` and `fetch` calls that found a value in memory, since registration. */
   readonly hits: number;
@@ -133,11 +154,39 @@ export interface SaveTicket<K> {
   /** Changes the save covers (returned to the cache if it fails). */
   readonly changes: number;
   /** Keys changed since the previous save. */
-  readonly dirtyKeys: ReadonlySet<K>;
+  readonly dirtyKeys: KeySet<K>;
   /** Whether the cache was cleared since the previous save. */
   readonly cleared: boolean;
   /** Unsaved entries that were evicted from memory, carried by `batch`, by key. */
   readonly evicted: ReadonlyMap<K, StoredEntry>;
+}
+
+/** The keys a save covers: what is asked of them. */
+export interface KeySet<K> extends Iterable<K> {
+  has(key: K): boolean;
+}
+
+/**
+ * The keys of a save that took every entry in memory (`listed`) plus the keys deleted
+ * since the previous save (`deleted`). The set to look keys up in is built only if
+ * something asks (a read-through or a refresh during the save): listing a million
+ * entries is the save's own work, a set of their keys would only be memory.
+ */
+function listedKeys<K>(listed: readonly StoredEntry[], deleted: ReadonlySet<K>): KeySet<K> {
+  let lookup: Set<K> | undefined;
+  return {
+    has(key) {
+      if (lookup === undefined) {
+        lookup = new Set(deleted);
+        for (const entry of listed) lookup.add(entry[0] as K);
+      }
+      return lookup.has(key);
+    },
+    *[Symbol.iterator]() {
+      for (const entry of listed) yield entry[0] as K;
+      yield* deleted;
+    },
+  };
 }
 
 /** Privileged operations only the manager performs. Reached through {@link cacheInternals}. */
@@ -233,7 +282,27 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
   #values: Map<K, V> | LruMap<K, V>;
   /** Expiry times of the entries that have one; empty for caches without TTLs (fast path). */
   #expiry = new Map<K, number>();
+  /**
+   * Keys changed since the last save. While `#allDirty`, only those that are not in
+   * `#values` (deleted since): the entries in memory are changed without being listed.
+   */
   #dirtyKeys = new Set<K>();
+  /**
+   * Every entry in memory counts as changed, without being listed. Unbounded persistent
+   * caches only. So that `set` records nothing and no set of keys takes memory:
+   * - while every entry in memory is unsaved: written since the cache was last empty
+   *   (registered empty, cleared, invalidated, or empty when the last save began) or
+   *   swapped in as dirty contents (a build);
+   * - on a store no other process writes to, from the moment more than half the entries
+   *   (and at least {@link LIST_ALL_AT}) are listed as changed: the next save then writes
+   *   the few that were not changed too, with the values the store has already.
+   * A saved entry put into memory (read from the store, a refresh) ends it on a shared
+   * store, whose other writers' entries must not be written back; elsewhere it joins.
+   */
+  #allDirty = false;
+  /** `#allDirty` may start when half the entries are listed (unbounded, persistent, store not shared). */
+  readonly #mayListAll: boolean;
+  readonly #sharedStore: boolean;
   /** Unsaved entries that LRU eviction pushed out of memory: the next change batch writes them. */
   #evictedDirty = new Map<K, StoredEntry>();
   #cleared = false;
@@ -251,6 +320,7 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
   #detached = false;
   readonly #clock: Clock;
   readonly #emit: Emit;
+  readonly #listening: Listening;
   readonly #codec: Codec | undefined;
   readonly #maxEntries: number;
   /** `maxEntries` is finite: `#values` is an {@link LruMap}. */
@@ -276,10 +346,14 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
     this.name = settings.name;
     this.#clock = settings.clock;
     this.#emit = settings.emit;
+    this.#listening = settings.listening;
     this.#codec = settings.codec;
     this.#maxEntries = settings.maxEntries;
     this.#bounded = settings.maxEntries !== Number.POSITIVE_INFINITY;
     this.#values = this.#bounded ? new LruMap<K, V>() : new Map<K, V>();
+    this.#allDirty = settings.persistent && !this.#bounded;
+    this.#sharedStore = settings.sharedStore === true;
+    this.#mayListAll = this.#allDirty && !this.#sharedStore;
     this.#ttlMs = settings.ttlMs;
     this.#onChange = settings.onChange;
     this.#describe = settings.describe;
@@ -389,7 +463,7 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
       entries: this.size,
       maxEntries: this.#maxEntries,
       pendingChanges: this.#changes,
-      dirtyKeys: this.#dirtyKeys.size,
+      dirtyKeys: this.#dirtyKeys.size + (this.#allDirty ? this.#values.size : 0),
       hits: this.#hits,
       misses: this.#misses,
       sets: this.#sets,
@@ -480,7 +554,14 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
     if (this.#pending.size !== 0) this.#pending.delete(key);
     this.#changes++;
     this.#sets++;
-    if (this.#persistent) this.#dirtyKeys.add(key);
+    if (this.#persistent) {
+      if (!this.#allDirty) {
+        const listed = this.#dirtyKeys.add(key).size;
+        if (listed >= LIST_ALL_AT && this.#mayListAll && listed * 2 > this.#values.size) this.#listAll();
+      }
+      // In memory now: changed by being there.
+      else if (this.#dirtyKeys.size !== 0) this.#dirtyKeys.delete(key);
+    }
     this.#onChange();
     return this;
   }
@@ -525,6 +606,7 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
     this.#expiry.clear();
     this.#pending.clear();
     this.#dirtyKeys.clear();
+    this.#allDirty = this.#persistent && !this.#bounded;
     this.#evictedDirty.clear();
     this.#cleared = true;
     this.#changes++;
@@ -619,7 +701,7 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
         // A running save's copy is current only if the key was not written, deleted or
         // cleared since that save began (a write since would be in memory or #evictedDirty).
         const buffered =
-          this.#evictedDirty.get(key) ?? (this.#cleared || this.#dirtyKeys.has(key) ? undefined : this.#evictedBeingSaved(key));
+          this.#evictedDirty.get(key) ?? (this.#cleared || this.#isDirty(key) ? undefined : this.#evictedBeingSaved(key));
         if (buffered !== undefined) {
           if (this.#live(buffered[2])) {
             // Unsaved or being saved: back into memory. Its key stays dirty where it was (in
@@ -711,11 +793,31 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
 
   /** Whether the store's copy of `key` can be current: not changed here since the last save landed. */
   #storeMayHold(key: K): boolean {
-    return this.#storeReadable && !this.#cleared && !this.#dirtyKeys.has(key) && !this.#beingSaved(key);
+    return this.#storeReadable && !this.#cleared && !this.#isDirty(key) && !this.#beingSaved(key);
+  }
+
+  /** Whether `key` was changed since the last save (in memory or not). */
+  #isDirty(key: K): boolean {
+    return this.#dirtyKeys.has(key) || (this.#allDirty && this.#values.has(key));
+  }
+
+  /** Starts counting every entry in memory as changed; keeps listing the deleted keys only. */
+  #listAll(): void {
+    const deleted = new Set<K>();
+    for (const key of this.#dirtyKeys) if (!this.#values.has(key)) deleted.add(key);
+    this.#dirtyKeys = deleted;
+    this.#allDirty = true;
+  }
+
+  /** Lists every entry in memory as changed: a saved one is about to join them. */
+  #endAllDirty(): void {
+    this.#allDirty = false;
+    for (const key of this.#values.keys()) this.#dirtyKeys.add(key);
   }
 
   /** Puts a saved entry (from the store or the evicted buffer) into memory, as most recently used; not a change. */
   #insert(key: K, value: V, expiresAt: number): void {
+    if (this.#allDirty && this.#sharedStore) this.#endAllDirty();
     if (expiresAt !== 0) this.#expiry.set(key, expiresAt);
     else if (this.#expiry.size !== 0) this.#expiry.delete(key);
     if (this.#bounded) {
@@ -807,7 +909,7 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
     this.#expirations++;
     this.#expiry.delete(key);
     this.#values.delete(key);
-    this.#emit(EVENTS.removed, { name: this.name, key, reason: 'expire' });
+    if (this.#listening.removed) this.#emit(EVENTS.removed, { name: this.name, key, reason: 'expire' });
   }
 
   /** Finishes an eviction made by `lru.setWithin()`: the entry is out of `#values` already. */
@@ -817,7 +919,7 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
     if (this.#dirtyKeys.size !== 0 || this.#saving.size !== 0) this.#keepIfUnsaved(key, lru.evictedValue);
     lru.forgetEvicted();
     if (this.#expiry.size !== 0) this.#expiry.delete(key);
-    this.#emit(EVENTS.removed, { name: this.name, key, reason: 'evict' });
+    if (this.#listening.removed) this.#emit(EVENTS.removed, { name: this.name, key, reason: 'evict' });
   }
 
   /**
@@ -850,6 +952,7 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
       // clearing it in place is safe.
       if (this.#dirtyKeys.size !== 0) this.#dirtyKeys.clear();
       if (this.#evictedDirty.size !== 0) this.#evictedDirty.clear();
+      this.#allDirty = !this.#bounded;
     }
     this.#cleared = false;
     this.#changes = 0;
@@ -867,7 +970,8 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
     // Contents that differ from the persisted copy must be written whole at the next save.
     this.#cleared = dirty;
     this.#changes = dirty ? Math.max(1, loaded.size) : 0;
-    if (dirty && this.#persistent) for (const key of loaded.keys()) this.#dirtyKeys.add(key);
+    this.#allDirty = this.#persistent && !this.#bounded && (dirty || loaded.size === 0);
+    if (dirty && this.#persistent && !this.#allDirty) for (const key of loaded.keys()) this.#dirtyKeys.add(key);
     if (!this.#bounded) {
       this.#values = loaded;
       return;
@@ -884,7 +988,7 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
         loaded.delete(key);
         this.#keepIfUnsaved(key, value);
         this.#expiry.delete(key);
-        this.#emit(EVENTS.removed, { name: this.name, key, reason: 'evict' });
+        if (this.#listening.removed) this.#emit(EVENTS.removed, { name: this.name, key, reason: 'evict' });
       } else lru.set(key, value);
     }
   }
@@ -892,11 +996,13 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
   #beginSave(mode: 'full' | 'changes'): SaveTicket<K> {
     if (this.#expiry.size !== 0) this.purgeExpired();
     const evicted = this.#evictedDirty;
+    const entries = mode === 'full' ? this.#allEntries() : undefined;
+    const batch = mode === 'changes' ? this.#changeBatch() : undefined;
     const ticket: SaveTicket<K> = {
-      entries: mode === 'full' ? this.#allEntries() : undefined,
-      batch: mode === 'changes' ? this.#changeBatch() : undefined,
+      entries,
+      batch,
       changes: this.#changes,
-      dirtyKeys: this.#dirtyKeys,
+      dirtyKeys: this.#allDirty ? listedKeys((entries ?? batch?.sets) as StoredEntry[], this.#dirtyKeys) : this.#dirtyKeys,
       cleared: this.#cleared,
       evicted,
     };
@@ -904,6 +1010,7 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
     // Writes from here on belong to the next save.
     this.#changes = 0;
     this.#dirtyKeys = new Set();
+    this.#allDirty = this.#persistent && !this.#bounded && this.#values.size === 0;
     this.#evictedDirty = new Map();
     this.#cleared = false;
     return ticket;
@@ -922,6 +1029,8 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
 
   /** The changed keys' current state: cost follows the changes, not the cache. */
   #changeBatch(): ChangeBatch {
+    // Every entry in memory, and the keys deleted since (none of them in memory).
+    if (this.#allDirty) return { cleared: this.#cleared, sets: this.#allEntries(), deletes: [...this.#dirtyKeys] };
     const sets: StoredEntry[] = [];
     const deletes: unknown[] = [];
     for (const key of this.#dirtyKeys) {
@@ -950,6 +1059,8 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
         if (!this.#dirtyKeys.has(key) && !this.#values.has(key)) this.#evictedDirty.set(key, entry);
       }
     }
+    // Listed one by one from here: some of them may be in memory.
+    if (this.#allDirty) this.#endAllDirty();
     for (const key of ticket.dirtyKeys) this.#dirtyKeys.add(key);
   }
 }

@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { EventEmitter } from 'eventemitter3';
 import type { StoreWarning } from './store/types.js';
 
 /**
@@ -279,3 +280,95 @@ export const EVENTS = Object.freeze({
 
 /** The narrow emit function a {@link Cache} is given, so it does not hold the manager. */
 export type Emit = <E extends CacheManagerEventName>(event: E, payload: Parameters<CacheManagerEvents[E]>[0]) => void;
+
+/**
+ * Which events have a listener right now, read by hot paths that would otherwise build a
+ * payload nobody receives (an LRU eviction per `set` of a full cache).
+ */
+export interface Listening {
+  /** `cache:removed` has a listener. */
+  removed: boolean;
+}
+
+type Name = EventEmitter.EventNames<CacheManagerEvents>;
+type Listener<T extends Name> = EventEmitter.EventListener<CacheManagerEvents, T>;
+
+/**
+ * eventemitter3's emitter, keeping {@link Listening} up to date as listeners come and go.
+ * The base of {@link CacheManager}; its methods are eventemitter3's.
+ */
+export class ListenedEmitter extends EventEmitter<CacheManagerEvents> {
+  /** @internal Shared with the caches, which read it on their hot paths. */
+  protected readonly listening: Listening = { removed: false };
+
+  /**
+   * Adds a listener for `event`.
+   *
+   * @example
+   * manager.on(EVENTS.removed, ({ name, key, reason }) => log(name, key, reason));
+   */
+  override on<T extends Name>(event: T, fn: Listener<T>, context?: unknown): this {
+    super.on(event, fn, context);
+    return this.#changed();
+  }
+
+  /**
+   * The same as {@link ListenedEmitter.on}.
+   *
+   * @example
+   * manager.addListener(EVENTS.removed, onRemoved);
+   */
+  override addListener<T extends Name>(event: T, fn: Listener<T>, context?: unknown): this {
+    super.addListener(event, fn, context);
+    return this.#changed();
+  }
+
+  /**
+   * Adds a listener for the next `event` only.
+   *
+   * @example
+   * manager.once(EVENTS.syncDone, ({ name }) => console.log(`${name} saved`));
+   */
+  override once<T extends Name>(event: T, fn: Listener<T>, context?: unknown): this {
+    super.once(event, fn, context);
+    return this.#changed();
+  }
+
+  /**
+   * Removes the listeners of `event` that match `fn` (all of them without `fn`).
+   *
+   * @example
+   * manager.removeListener(EVENTS.removed, onRemoved);
+   */
+  override removeListener<T extends Name>(event: T, fn?: Listener<T>, context?: unknown, once?: boolean): this {
+    super.removeListener(event, fn, context, once);
+    return this.#changed();
+  }
+
+  /**
+   * The same as {@link ListenedEmitter.removeListener}.
+   *
+   * @example
+   * manager.off(EVENTS.removed, onRemoved);
+   */
+  override off<T extends Name>(event: T, fn?: Listener<T>, context?: unknown, once?: boolean): this {
+    super.off(event, fn, context, once);
+    return this.#changed();
+  }
+
+  /**
+   * Removes every listener of `event`, or of every event.
+   *
+   * @example
+   * manager.removeAllListeners(EVENTS.removed);
+   */
+  override removeAllListeners(event?: Name): this {
+    super.removeAllListeners(event);
+    return this.#changed();
+  }
+
+  #changed(): this {
+    this.listening.removed = this.listenerCount(EVENTS.removed) !== 0;
+    return this;
+  }
+}

@@ -7,7 +7,6 @@
  * @module
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { EventEmitter } from 'eventemitter3';
 import type { AdminServer, ServeOptions } from './admin/serve.js';
 import { announcedKeys, Bus, hasBus, type AnnouncedKey, type BusMessage, type BusStats } from './bus.js';
 import { Cache, cacheInternals, type CacheInternals, type PersistenceStats } from './cache.js';
@@ -25,6 +24,7 @@ import {
 } from './errors.js';
 import {
   EVENTS,
+  ListenedEmitter,
   type BackgroundErrorEvent,
   type CacheManagerEvents,
   type CascadeCause,
@@ -174,7 +174,7 @@ const emptyContents = <K, V>(): LoadedContents<K, V> => ({ values: new Map<K, V>
  * await manager.invalidate('users'); // empties and rebuilds users, then stats
  * await manager.close();             // saves what changed
  */
-export class CacheManager extends EventEmitter<CacheManagerEvents> implements AsyncDisposable {
+export class CacheManager extends ListenedEmitter implements AsyncDisposable {
   /** The manager's name. */
   readonly name: string;
 
@@ -300,12 +300,15 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
           await this.#bus?.start();
           const usesStoreCodec = resolved.persistent && resolved.hooks.saver === undefined;
           const rules = resolved.persistent ? resolveAutoSync(resolved.autoSync, this.#options.autoSync) : false;
+          // By name until the cache joins AutoSync below, then through its slot (every write calls it).
+          let syncChanged = (): void => this.#autoSync.changed(name);
           const history: SaveHistory = { saves: 0, errors: 0, last: undefined, lastError: undefined };
           const store = this.#store;
           const cache: Cache<K, V> = new Cache<K, V>({
             name,
             clock: this.#clock,
             emit: (event, payload) => this.emit(event, payload as never),
+            listening: this.listening,
             codec: usesStoreCodec ? this.#codec : undefined,
             maxEntries: resolved.maxEntries,
             ttlMs: resolved.ttlMs,
@@ -316,10 +319,11 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
                   }
                 : () => {
                     this.#epoch++;
-                    this.#autoSync.changed(name);
+                    syncChanged();
                   },
             describe: () => this.#persistenceStats(name, resolved.persistent, rules, history),
             persistent: resolved.persistent,
+            sharedStore: hasBus(store),
             readEntry:
               usesStoreCodec && store.loadEntry !== undefined
                 ? (key) => store.loadEntry!(name, key, this.#storeContext)
@@ -350,7 +354,7 @@ export class CacheManager extends EventEmitter<CacheManagerEvents> implements As
           }
           this.#caches.set(name, reg as Registration);
           // "Since the last save" starts now; contents that are already dirty are scheduled.
-          this.#autoSync.add({
+          syncChanged = this.#autoSync.add({
             name,
             rules,
             pendingChanges: () => cache.pendingChanges,

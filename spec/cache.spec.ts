@@ -11,6 +11,26 @@ import {
 import { cacheInternals } from '../lib/cache.js';
 import { record, rejection, useManagers } from './helpers.js';
 
+/** A persistent cache on its own, as the manager would create it; `sharedStore`: other processes write to its store. */
+function bareCache(sharedStore: boolean): Cache<unknown, number> {
+  return new Cache<unknown, number>({
+    name: 'bare',
+    clock: { now: () => Date.now() },
+    emit: () => undefined,
+    listening: { removed: false },
+    codec: undefined,
+    maxEntries: Number.POSITIVE_INFINITY,
+    ttlMs: undefined,
+    onChange: () => undefined,
+    describe: () => ({ persistent: true, autoSync: false, saves: 0, saveErrors: 0, lastSaveAt: undefined, lastSaveMs: undefined, lastSaveBytes: undefined, nextSaveAt: undefined }) as never,
+    persistent: true,
+    sharedStore,
+    readEntry: undefined,
+    onEvictDirty: () => undefined,
+    onRead: () => undefined,
+  });
+}
+
 describe('Cache', () => {
   const fx = useManagers();
 
@@ -196,6 +216,28 @@ describe('Cache', () => {
       expect([...cache.keys()]).to.deep.equal(['c', 'a', 'd']);
       expect(removed).to.deep.equal([{ name: 'c', key: 'b', reason: 'evict' }]);
       expect(cache.maxEntries).to.equal(3);
+    });
+
+    it('builds cache:removed only while someone listens, whichever way listeners come and go', async () => {
+      const manager = fx.make();
+      const cache = await manager.registerCache<number, number>('c', { maxEntries: 1 });
+      const emit = sinon.spy(manager, 'emit');
+      const removals = (): number => emit.getCalls().filter((call) => call.args[0] === 'cache:removed').length;
+      cache.set(1, 1).set(2, 2);
+      expect(removals(), 'no listener: no event built').to.equal(0);
+      const seen: unknown[] = [];
+      const listener = (event: CacheRemovedEvent): void => void seen.push(event.key);
+      manager.on('cache:removed', listener);
+      cache.set(3, 3);
+      manager.off('cache:removed', listener);
+      cache.set(4, 4);
+      manager.once('cache:removed', listener);
+      cache.set(5, 5).set(6, 6); // the once listener hears 4 and is gone
+      manager.addListener('cache:removed', listener);
+      manager.removeAllListeners();
+      cache.set(7, 7);
+      expect(seen).to.deep.equal([2, 4]);
+      expect(removals()).to.equal(2);
     });
 
     it('does not count peek() or has() as a use', async () => {
@@ -495,6 +537,104 @@ describe('Cache', () => {
       expect(retry.batch?.sets).to.deep.equal([['a', 1, 0], ['x', 3, 0]]);
       expect(retry.batch?.deletes).to.deep.equal(['b']);
       expect(retry.changes).to.equal(4);
+    });
+
+    describe('a cache written since it was empty (no key listed until a saved entry joins)', () => {
+      it('counts and writes every entry in memory and the keys deleted since', async () => {
+        const cache = await fx.make().registerCache<string, number>('c');
+        cache.set('a', 1).set('b', 2).set('a', 3);
+        cache.delete('b');
+        cache.set('c', 4);
+        expect(cache.stats().dirtyKeys).to.equal(3);
+        cache.set('b', 5); // back in memory: counted once
+        expect(cache.stats().dirtyKeys).to.equal(3);
+        cache.delete('b');
+        const ticket = cacheInternals(cache).beginSave('changes');
+        expect(ticket.batch).to.deep.equal({ cleared: false, sets: [['a', 3, 0], ['c', 4, 0]], deletes: ['b'] });
+        expect([...ticket.dirtyKeys]).to.have.members(['a', 'c', 'b']);
+        expect(cache.stats().dirtyKeys).to.equal(0);
+      });
+
+      it('on a shared store, lists the changed keys one by one once a saved entry is read into memory', () => {
+        const cache = bareCache(true);
+        const internals = cacheInternals(cache);
+        internals.replace({ values: new Map(), expiry: new Map() }, false, true);
+        cache.set('a', 1);
+        expect(internals.refresh('b', ['b', 2, 0]), 'b was not changed here').to.equal(true);
+        expect(internals.refresh('a', ['a', 9, 0]), 'a was').to.equal(false);
+        cache.set('c', 3);
+        expect(cache.stats().dirtyKeys).to.equal(2);
+        // b is another process's: writing it back could undo a newer write of theirs.
+        expect(internals.beginSave('changes').batch).to.deep.equal({ cleared: false, sets: [['a', 1, 0], ['c', 3, 0]], deletes: [] });
+      });
+
+      it('on an unshared store, lets a saved entry read into memory join (written again, unchanged)', async () => {
+        const cache = await fx.make().registerCache<string, number>('c');
+        const internals = cacheInternals(cache);
+        cache.set('a', 1);
+        expect(internals.refresh('b', ['b', 2, 0])).to.equal(true);
+        expect(cache.stats().dirtyKeys).to.equal(2);
+        expect(internals.beginSave('changes').batch).to.deep.equal({ cleared: false, sets: [['a', 1, 0], ['b', 2, 0]], deletes: [] });
+      });
+
+      it('starts on an unshared store once more than half the entries (and at least 1 024) are listed', async () => {
+        const manager = fx.make();
+        const cache = await manager.registerCache<number, number>('c');
+        for (let i = 0; i < 4_000; i++) cache.set(i, i);
+        await manager.save('c');
+        for (let i = 0; i < 1_500; i++) cache.set(i, -i); // 1 500 of 4 000 listed
+        cache.delete(3_999);
+        expect(cache.stats().dirtyKeys).to.equal(1_501);
+        for (let i = 1_500; i < 2_100; i++) cache.set(i, -i); // 2 100 of 3 999: every entry counts
+        expect(cache.stats().dirtyKeys).to.equal(4_000);
+        const batch = cacheInternals(cache).beginSave('changes').batch;
+        expect(batch?.sets).to.have.length(3_999);
+        expect(batch?.sets[1_000]).to.deep.equal([1_000, -1_000, 0]);
+        expect(batch?.sets[3_000]).to.deep.equal([3_000, 3_000, 0]);
+        expect(batch?.deletes).to.deep.equal([3_999]);
+      });
+
+      it('never starts that way on a shared store: only changed entries are written', () => {
+        const cache = bareCache(true);
+        const internals = cacheInternals(cache);
+        internals.replace({ values: new Map(Array.from({ length: 3_000 }, (_, i) => [i, i])), expiry: new Map() }, false, true);
+        for (let i = 0; i < 2_000; i++) cache.set(i, -i);
+        expect(cache.stats().dirtyKeys).to.equal(2_000);
+        expect(internals.beginSave('changes').batch?.sets).to.have.length(2_000);
+      });
+
+      it('treats every key of a running save as being written, and gives them all back if it fails', async () => {
+        const cache = await fx.make().registerCache<string, number>('c');
+        const internals = cacheInternals(cache);
+        cache.set('a', 1).set('b', 2).set('gone', 0);
+        cache.delete('gone');
+        const failed = internals.beginSave('full');
+        expect(failed.entries).to.deep.equal([['a', 1, 0], ['b', 2, 0]]);
+        expect(internals.storeMayHold('b')).to.equal(false);
+        expect(internals.storeMayHold('gone')).to.equal(false);
+        expect(failed.dirtyKeys.has('zz')).to.equal(false);
+        cache.set('c', 3);
+        internals.abortSave(failed);
+        expect(cache.stats().dirtyKeys).to.equal(4);
+        const retry = internals.beginSave('changes');
+        expect(retry.batch?.sets).to.have.deep.members([['a', 1, 0], ['b', 2, 0], ['c', 3, 0]]);
+        expect(retry.batch?.deletes).to.deep.equal(['gone']);
+        internals.endSave(retry);
+        expect(internals.storeMayHold('b')).to.equal(true);
+      });
+
+      it('holds for dirty contents swapped in (a build) and after clear()', async () => {
+        const manager = fx.make();
+        const cache = await manager.registerCache<string, number>('c', { contents: [['a', 1], ['b', 2]] });
+        cache.delete('a');
+        expect(cache.stats().dirtyKeys).to.equal(2);
+        await manager.save('c');
+        cache.set('b', 3);
+        cache.clear();
+        cache.set('z', 26);
+        expect(cache.stats().dirtyKeys).to.equal(1);
+        expect(cacheInternals(cache).beginSave('changes').batch).to.deep.equal({ cleared: true, sets: [['z', 26, 0]], deletes: [] });
+      });
     });
 
     it('includes evicted unsaved entries in a full save too', async () => {

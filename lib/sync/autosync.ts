@@ -320,10 +320,12 @@ export class AutoSync {
    * previous target (an automatic save of the old one still in flight is forgotten).
    * After {@link AutoSync.close} the target is recorded but never scheduled.
    *
+   * @returns the target's own {@link AutoSync.changed}: the same, without finding the target
+   *   by name (a no-op once the target is removed or replaced)
    * @example
-   * sync.add({ name: 'users', rules: resolveAutoSync(undefined), pendingChanges: () => users.pendingChanges, save });
+   * const changed = sync.add({ name: 'users', rules: resolveAutoSync(undefined), pendingChanges: () => users.pendingChanges, save });
    */
-  add(target: SyncTarget): void {
+  add(target: SyncTarget): () => void {
     if (this.#slots.has(target.name)) this.remove(target.name);
     const now = this.#clock.now();
     const slot: Slot = {
@@ -341,6 +343,11 @@ export class AutoSync {
     };
     this.#slots.set(target.name, slot);
     this.#update(slot, now);
+    // `changed(name)` without the lookup by name: the cache calls it on every write. After
+    // `remove`, `recheckAt` is Infinity, so a notifier left behind does nothing.
+    return () => {
+      if (slot.target.pendingChanges() >= slot.recheckAt) this.#update(slot, this.#clock.now());
+    };
   }
 
   /**
