@@ -53,7 +53,7 @@ export class DependencyGraph {
   /** Every node, in the order its name was first mentioned. */
   readonly #nodes = new Map<string, GraphNode>();
   /**
-   * {@link DependencyGraph.dependentsOf} answers since the last change of the edges: the same
+   * {@link DependencyGraph.cascadeOf} answers since the last change of the edges: the same
    * cache is usually invalidated again and again, and its closure only changes with them.
    */
   readonly #dependents = new Map<string, readonly string[]>();
@@ -271,15 +271,28 @@ export class DependencyGraph {
    * g.dependentsOf('a'); // ['b', 'c', 'd']
    */
   dependentsOf(name: string): string[] {
+    return this.cascadeOf(name).slice(1);
+  }
+
+  /**
+   * `name`, then every cache downstream of it in {@link DependencyGraph.dependentsOf}'s
+   * order: what a cascade from `name` touches. The same frozen array is returned until the
+   * edges change, so callers may remember what they derive from it by its identity.
+   *
+   * @example
+   * const g = new DependencyGraph(); g.addDependency('a', 'b');
+   * g.cascadeOf('a'); // ['a', 'b']
+   * g.cascadeOf('zz'); // ['zz']
+   */
+  cascadeOf(name: string): readonly string[] {
     let known = this.#dependents.get(name);
     if (known === undefined) {
-      if (!this.#nodes.has(name)) return [];
-      const order = this.#downstreamClosure([name]);
+      if (!this.#nodes.has(name)) return [name];
       // The root has no upstream inside its own closure, so Kahn's order emits it first.
-      order.shift();
-      this.#dependents.set(name, (known = order));
+      known = Object.freeze(this.#downstreamClosure([name]));
+      this.#dependents.set(name, known);
     }
-    return [...known];
+    return known;
   }
 
   /**

@@ -187,6 +187,9 @@ export class CacheManager extends ListenedEmitter implements AsyncDisposable {
   readonly #storeContext: StoreContext;
   readonly #graph = new DependencyGraph();
   readonly #caches = new Map<string, Registration>();
+  /** Changes whenever `#caches` does (see #registrationsOf). */
+  #registry = 0;
+  readonly #registrationsByNames = new WeakMap<readonly string[], { registry: number; registrations: readonly (Registration | undefined)[] }>();
   readonly #registering = new Set<string>();
   /** Tail of each cache's operation queue. */
   readonly #locks = new Map<string, Promise<void>>();
@@ -353,6 +356,7 @@ export class CacheManager extends ListenedEmitter implements AsyncDisposable {
             source = await this.#fill(reg);
           }
           this.#caches.set(name, reg as Registration);
+          this.#registry++;
           // "Since the last save" starts now; contents that are already dirty are scheduled.
           syncChanged = this.#autoSync.add({
             name,
@@ -560,6 +564,7 @@ export class CacheManager extends ListenedEmitter implements AsyncDisposable {
         if (reg.options.persistent && reg.cache.pendingChanges > 0) await this.#save(reg, 'deregister');
         reg.internals.detach();
         this.#caches.delete(name);
+        this.#registry++;
         this.#autoSync.remove(name);
         this.emit(EVENTS.deregistered, { name });
       }),
@@ -862,8 +867,21 @@ export class CacheManager extends ListenedEmitter implements AsyncDisposable {
     return reg as Registration<K, V>;
   }
 
-  #affected(name: string, cascade: boolean): string[] {
-    return cascade ? [name, ...this.#graph.dependentsOf(name)] : [name];
+  #affected(name: string, cascade: boolean): readonly string[] {
+    return cascade ? this.#graph.cascadeOf(name) : [name];
+  }
+
+  /**
+   * The registration of each name (`undefined` where there is none), remembered by the
+   * names' identity (the graph's cascade arrays are stable) until a cache is registered or
+   * deregistered: a cascade over thousands of caches then looks none of them up.
+   */
+  #registrationsOf(names: readonly string[]): readonly (Registration | undefined)[] {
+    const known = this.#registrationsByNames.get(names);
+    if (known !== undefined && known.registry === this.#registry) return known.registrations;
+    const registrations = names.map((n) => this.#caches.get(n));
+    this.#registrationsByNames.set(names, { registry: this.#registry, registrations });
+    return registrations;
   }
 
   /** Adds links all-or-nothing; returns the ones that were new (to undo them on failure). */
@@ -1037,9 +1055,10 @@ export class CacheManager extends ListenedEmitter implements AsyncDisposable {
     // The store copies are about to be deleted: read-through must not bring them back meanwhile.
     const inPlace: boolean[] = new Array<boolean>(names.length);
     const stored: string[] = [];
+    const registrations = this.#registrationsOf(names);
     for (let i = 0; i < names.length; i++) {
       const n = names[i] as string;
-      const reg = this.#caches.get(n);
+      const reg = registrations[i];
       const simple = reg !== undefined && this.#invalidatesInPlace(reg);
       inPlace[i] = simple;
       if (reg === undefined) {

@@ -202,6 +202,22 @@ describe('DependencyGraph', () => {
     });
   });
 
+  describe('#cascadeOf()', () => {
+    it('answers the name, then its dependents in order, as one frozen array until the edges change', () => {
+      const g = new DependencyGraph();
+      g.addDependency('a', 'b');
+      g.addDependency('b', 'c');
+      const first = g.cascadeOf('a');
+      expect(first).to.deep.equal(['a', 'b', 'c']);
+      expect(Object.isFrozen(first)).to.equal(true);
+      expect(g.cascadeOf('a'), 'remembered').to.equal(first);
+      expect(g.dependentsOf('a')).to.deep.equal(['b', 'c']);
+      g.addDependency('a', 'd');
+      expect(g.cascadeOf('a')).to.deep.equal(['a', 'b', 'd', 'c']).and.not.equal(first);
+      expect(g.cascadeOf('zz'), 'an unknown name cascades to itself').to.deep.equal(['zz']);
+    });
+  });
+
   describe('#removeDependency()', () => {
     it('removes the edge and returns true', () => {
       const graph = graphOf(['a', 'b'], ['b', 'c']);

@@ -447,6 +447,21 @@ describe('CacheManager', () => {
   });
 
   describe('#invalidate()', () => {
+    it('reaches caches registered, replaced or deregistered since the last cascade from the same root', async () => {
+      const manager = fx.make();
+      const a = await manager.registerCache<string, number>('a', { persistent: false });
+      const b = await manager.registerCache<string, number>('b', { persistent: false, dependsOn: ['a'] });
+      a.set('k', 1);
+      b.set('k', 1);
+      await manager.invalidate('a');
+      expect([a.size, b.size]).to.deep.equal([0, 0]);
+      await manager.deregister('b');
+      const b2 = await manager.registerCache<string, number>('b', { persistent: false, dependsOn: ['a'] });
+      b2.set('k', 2);
+      await manager.invalidate('a');
+      expect(b2.size, 'the new registration is emptied').to.equal(0);
+    });
+
     it('empties and rebuilds dependents transitively, upstream first (A→B→C, C registered after the link)', async () => {
       const manager = fx.make();
       const order: string[] = [];
