@@ -16,7 +16,6 @@ import type { AutoSyncRule } from './sync/autosync.js';
 import type { Clock } from './sync/clock.js';
 import { LruMap } from './lru.js';
 
-
 /**
  * The fewest listed changed keys at which a cache on an unshared store counts every entry
  * as changed instead (when they are also more than half its entries): below it, the set

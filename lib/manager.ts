@@ -187,9 +187,8 @@ export class CacheManager extends ListenedEmitter implements AsyncDisposable {
   readonly #storeContext: StoreContext;
   readonly #graph = new DependencyGraph();
   readonly #caches = new Map<string, Registration>();
-  /** Changes whenever `#caches` does (see #registrationsOf). */
-  #registry = 0;
-  readonly #registrationsByNames = new WeakMap<readonly string[], { registry: number; registrations: readonly (Registration | undefined)[] }>();
+  /** See #registrationsOf; replaced whenever `#caches` changes, so it holds no deregistered cache. */
+  #registrationsByNames = new WeakMap<readonly string[], readonly (Registration | undefined)[]>();
   readonly #registering = new Set<string>();
   /** Tail of each cache's operation queue. */
   readonly #locks = new Map<string, Promise<void>>();
@@ -356,7 +355,7 @@ export class CacheManager extends ListenedEmitter implements AsyncDisposable {
             source = await this.#fill(reg);
           }
           this.#caches.set(name, reg as Registration);
-          this.#registry++;
+          this.#registrationsByNames = new WeakMap();
           // "Since the last save" starts now; contents that are already dirty are scheduled.
           syncChanged = this.#autoSync.add({
             name,
@@ -564,7 +563,7 @@ export class CacheManager extends ListenedEmitter implements AsyncDisposable {
         if (reg.options.persistent && reg.cache.pendingChanges > 0) await this.#save(reg, 'deregister');
         reg.internals.detach();
         this.#caches.delete(name);
-        this.#registry++;
+        this.#registrationsByNames = new WeakMap();
         this.#autoSync.remove(name);
         this.emit(EVENTS.deregistered, { name });
       }),
@@ -877,10 +876,11 @@ export class CacheManager extends ListenedEmitter implements AsyncDisposable {
    * deregistered: a cascade over thousands of caches then looks none of them up.
    */
   #registrationsOf(names: readonly string[]): readonly (Registration | undefined)[] {
-    const known = this.#registrationsByNames.get(names);
-    if (known !== undefined && known.registry === this.#registry) return known.registrations;
-    const registrations = names.map((n) => this.#caches.get(n));
-    this.#registrationsByNames.set(names, { registry: this.#registry, registrations });
+    let registrations = this.#registrationsByNames.get(names);
+    if (registrations === undefined) {
+      registrations = names.map((n) => this.#caches.get(n));
+      this.#registrationsByNames.set(names, registrations);
+    }
     return registrations;
   }
 
