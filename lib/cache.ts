@@ -532,37 +532,51 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
    * cache.set('u1', alice).set('u2', bob, { ttl: '10m' });
    */
   set(key: K, value: V, options?: SetOptions): this {
-    if (this.#detached) throw new ClosedError(`cache ${JSON.stringify(this.name)}`);
+    // Kept under V8's inlining limit (460 bytes of bytecode): the rare paths are methods of
+    // their own, so a call site of `set` can inline it.
+    if (this.#detached) throw this.#closed();
     const codec = this.#codec;
-    if (codec !== undefined && codec.check !== undefined) {
-      let problem = codec.check(key);
-      if (problem !== undefined) throw new UnserializableError(this.name, key, codec.name, '(key)', problem.reason);
-      problem = codec.check(value);
-      if (problem !== undefined) throw new UnserializableError(this.name, key, codec.name, problem.path, problem.reason);
-    }
+    if (codec !== undefined && codec.check !== undefined) this.#check(codec, key, value);
     const ttlMs = options === undefined ? this.#ttlMs : this.#entryTtl(options);
     if (ttlMs !== undefined) this.#expiry.set(key, this.#clock.now() + ttlMs);
     else if (this.#expiry.size !== 0) this.#expiry.delete(key);
-    if (!this.#bounded) {
-      (this.#values as Map<K, V>).set(key, value);
-    } else {
-      const lru = this.#values as LruMap<K, V>;
-      if (lru.setWithin(key, value, this.#maxEntries)) this.#evicted(lru);
-    }
+    if (!this.#bounded) (this.#values as Map<K, V>).set(key, value);
+    else this.#setBounded(key, value);
     // A fetch or build in flight for this key must not overwrite the value set now.
     if (this.#pending.size !== 0) this.#pending.delete(key);
     this.#changes++;
     this.#sets++;
-    if (this.#persistent) {
-      if (!this.#allDirty) {
-        const listed = this.#dirtyKeys.add(key).size;
-        if (listed >= LIST_ALL_AT && this.#mayListAll && listed * 2 > this.#values.size) this.#listAll();
-      }
-      // In memory now: changed by being there.
-      else if (this.#dirtyKeys.size !== 0) this.#dirtyKeys.delete(key);
-    }
+    if (this.#persistent) this.#track(key);
     this.#onChange();
     return this;
+  }
+
+  /** The error of a write to a deregistered cache. */
+  #closed(): ClosedError {
+    return new ClosedError(`cache ${JSON.stringify(this.name)}`);
+  }
+
+  /** Throws E_UNSERIALIZABLE, naming the key, if the codec cannot encode `key` or `value`. */
+  #check(codec: Codec, key: K, value: V): void {
+    let problem = codec.check?.(key);
+    if (problem !== undefined) throw new UnserializableError(this.name, key, codec.name, '(key)', problem.reason);
+    problem = codec.check?.(value);
+    if (problem !== undefined) throw new UnserializableError(this.name, key, codec.name, problem.path, problem.reason);
+  }
+
+  #setBounded(key: K, value: V): void {
+    const lru = this.#values as LruMap<K, V>;
+    if (lru.setWithin(key, value, this.#maxEntries)) this.#evicted(lru);
+  }
+
+  /** Records that `key` (now in memory) changed. */
+  #track(key: K): void {
+    if (!this.#allDirty) {
+      const listed = this.#dirtyKeys.add(key).size;
+      if (listed >= LIST_ALL_AT && this.#mayListAll && listed * 2 > this.#values.size) this.#listAll();
+    }
+    // In memory now: changed by being there.
+    else if (this.#dirtyKeys.size !== 0) this.#dirtyKeys.delete(key);
   }
 
   /**
