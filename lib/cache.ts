@@ -282,8 +282,9 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
   /** Expiry times of the entries that have one; empty for caches without TTLs (fast path). */
   #expiry = new Map<K, number>();
   /**
-   * Keys changed since the last save. While `#allDirty`, only those that are not in
-   * `#values` (deleted since): the entries in memory are changed without being listed.
+   * Keys changed since the last save. While `#allDirty`, the keys deleted since (those of
+   * them that are in `#values` again are not taken out: a write would pay a lookup for it),
+   * and the entries in memory are changed without being listed.
    */
   #dirtyKeys = new Set<K>();
   /**
@@ -462,7 +463,7 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
       entries: this.size,
       maxEntries: this.#maxEntries,
       pendingChanges: this.#changes,
-      dirtyKeys: this.#dirtyKeys.size + (this.#allDirty ? this.#values.size : 0),
+      dirtyKeys: this.#allDirty ? this.#values.size + this.#deletedKeys().length : this.#dirtyKeys.size,
       hits: this.#hits,
       misses: this.#misses,
       sets: this.#sets,
@@ -571,12 +572,9 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
 
   /** Records that `key` (now in memory) changed. */
   #track(key: K): void {
-    if (!this.#allDirty) {
-      const listed = this.#dirtyKeys.add(key).size;
-      if (listed >= LIST_ALL_AT && this.#mayListAll && listed * 2 > this.#values.size) this.#listAll();
-    }
-    // In memory now: changed by being there.
-    else if (this.#dirtyKeys.size !== 0) this.#dirtyKeys.delete(key);
+    if (this.#allDirty) return;
+    const listed = this.#dirtyKeys.add(key).size;
+    if (listed >= LIST_ALL_AT && this.#mayListAll && listed * 2 > this.#values.size) this.#listAll();
   }
 
   /**
@@ -814,6 +812,13 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
     return this.#dirtyKeys.has(key) || (this.#allDirty && this.#values.has(key));
   }
 
+  /** While `#allDirty`: the listed keys not in memory, deleted since the last save. */
+  #deletedKeys(): unknown[] {
+    const deleted: unknown[] = [];
+    for (const key of this.#dirtyKeys) if (!this.#values.has(key)) deleted.push(key);
+    return deleted;
+  }
+
   /** Starts counting every entry in memory as changed; keeps listing the deleted keys only. */
   #listAll(): void {
     const deleted = new Set<K>();
@@ -1043,7 +1048,7 @@ export class Cache<K = unknown, V = unknown> implements Iterable<[K, V]> {
   /** The changed keys' current state: cost follows the changes, not the cache. */
   #changeBatch(): ChangeBatch {
     // Every entry in memory, and the keys deleted since (none of them in memory).
-    if (this.#allDirty) return { cleared: this.#cleared, sets: this.#allEntries(), deletes: [...this.#dirtyKeys] };
+    if (this.#allDirty) return { cleared: this.#cleared, sets: this.#allEntries(), deletes: this.#deletedKeys() };
     const sets: StoredEntry[] = [];
     const deletes: unknown[] = [];
     for (const key of this.#dirtyKeys) {

@@ -555,6 +555,15 @@ describe('Cache', () => {
         expect(cache.stats().dirtyKeys).to.equal(0);
       });
 
+      it('writes a key deleted and then set again as set, not deleted', async () => {
+        const cache = await fx.make().registerCache<string, number>('c');
+        cache.set('x', 1).set('y', 2);
+        cache.delete('x');
+        cache.set('x', 3);
+        expect(cache.stats().dirtyKeys).to.equal(2);
+        expect(cacheInternals(cache).beginSave('changes').batch).to.deep.equal({ cleared: false, sets: [['y', 2, 0], ['x', 3, 0]], deletes: [] });
+      });
+
       it('on a shared store, lists the changed keys one by one once a saved entry is read into memory', () => {
         const cache = bareCache(true);
         const internals = cacheInternals(cache);
