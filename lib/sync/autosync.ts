@@ -345,9 +345,7 @@ export class AutoSync {
     this.#update(slot, now);
     // `changed(name)` without the lookup by name: the cache calls it on every write. After
     // `remove`, `recheckAt` is Infinity, so a notifier left behind does nothing.
-    return () => {
-      if (slot.target.pendingChanges() >= slot.recheckAt) this.#update(slot, this.#clock.now());
-    };
+    return () => this.#changed(slot);
   }
 
   /**
@@ -393,8 +391,12 @@ export class AutoSync {
    */
   changed(name: string): void {
     const slot = this.#slots.get(name);
-    if (slot === undefined || slot.target.pendingChanges() < slot.recheckAt) return;
-    this.#update(slot, this.#clock.now());
+    if (slot !== undefined) this.#changed(slot);
+  }
+
+  /** {@link AutoSync.changed} of a known slot. */
+  #changed(slot: Slot): void {
+    if (slot.target.pendingChanges() >= slot.recheckAt) this.#update(slot, this.#clock.now());
   }
 
   /**
